@@ -1,0 +1,145 @@
+/*
+ * trackpixel - the accept loop.  Everything a hit does is in tp_app; this
+ * file only owns the FastCGI (or CGI) request, the order of the steps, and
+ * the signals.
+ */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tp_app.h"
+#include "tp_cli.h"
+#include "tp_log.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stopping;
+
+/* SIGTERM (mod_fcgid, lighttpd, systemd), SIGINT, and SIGUSR1 (the FastCGI
+ * spec's "finish and exit"): finish the current hit, then leave. */
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+    FCGX_ShutdownPending();
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;      /* no SA_RESTART: accept() must return */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
+        sigaction(SIGUSR1, &sa, NULL) < 0)
+        return -1;
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* ---- FastCGI streams as tp_io ---- */
+static long fcgi_read(void *ctx, char *buf, size_t n)
+{
+    FCGX_Request *req = ctx;
+    int chunk = n > 65536 ? 65536 : (int)n;
+    int got = FCGX_GetStr(buf, chunk, req->in);
+    return got < 0 ? -1 : got;
+}
+
+static int fcgi_write(void *ctx, const char *buf, size_t n)
+{
+    FCGX_Request *req = ctx;
+    return FCGX_PutStr(buf, (int)n, req->out) == (int)n ? 0 : -1;
+}
+
+/* ---- plain CGI (stdin/stdout, CONTENT_LENGTH bounds the body) ---- */
+typedef struct cgi_ctx {
+    long remaining;
+} cgi_ctx;
+
+static long cgi_read(void *ctx, char *buf, size_t n)
+{
+    cgi_ctx *c = ctx;
+    size_t want = n, got;
+
+    if (c->remaining <= 0)
+        return 0;
+    if ((long)want > c->remaining)
+        want = (size_t)c->remaining;
+    got = fread(buf, 1, want, stdin);
+    c->remaining -= (long)got;
+    return (long)got;
+}
+
+static int cgi_write(void *ctx, const char *buf, size_t n)
+{
+    (void)ctx;
+    return fwrite(buf, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : -1;
+}
+
+static int serve_cgi(tp_app *app)
+{
+    const char *cl = getenv("CONTENT_LENGTH");
+    cgi_ctx c = { cl ? strtol(cl, NULL, 10) : 0 };
+    tp_io io = { &c, cgi_read, cgi_write };
+    tp_hit hit;
+
+    tp_app_respond(app, environ, &io, &hit);
+    fclose(stdout);               /* the client has its answer */
+    tp_app_deliver(app, &hit);
+    return 0;
+}
+
+static int serve_fastcgi(tp_app *app)
+{
+    FCGX_Request req;
+    tp_io io = { &req, fcgi_read, fcgi_write };
+
+    if (FCGX_InitRequest(&req, 0, 0) != 0) {
+        tp_log("FCGX_InitRequest failed");
+        return 1;
+    }
+    while (!stopping && FCGX_Accept_r(&req) >= 0) {
+        tp_hit hit;
+
+        tp_app_respond(app, req.envp, &io, &hit);
+        FCGX_Finish_r(&req);      /* the browser is done before we post */
+        tp_app_deliver(app, &hit);
+    }
+    FCGX_Free(&req, 1);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tp_app app;
+    char err[512];
+    int rc;
+
+    rc = tp_cli_main(argc, argv, environ);
+    if (rc >= 0)
+        return rc;
+
+    if (install_signals() < 0 || FCGX_Init() != 0 ||
+        curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        tp_log("cannot initialize (signals, libfcgi or libcurl)");
+        return 1;
+    }
+    if (tp_app_init(&app, environ, err, sizeof(err)) < 0) {
+        tp_log("%s", err);
+        tp_app_free(&app);
+        curl_global_cleanup();
+        return 1;
+    }
+    rc = FCGX_IsCGI() ? serve_cgi(&app) : serve_fastcgi(&app);
+    tp_app_free(&app);
+    curl_global_cleanup();
+    return rc;
+}

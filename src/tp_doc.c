@@ -1,0 +1,454 @@
+#include "tp_doc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_header.h"
+#include "tp_query.h"
+#include "tp_utf8.h"
+
+/* The context keys API Gateway's template fills, in its order. */
+static const char *const context_keys[] = {
+    "account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
+    "cognito-authentication-provider", "cognito-authentication-type",
+    "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
+    "source-ip", "user", "user-agent", "user-arn", "request-id",
+    "resource-id", "resource-path",
+};
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+typedef struct builder {
+    const tp_config *cfg;
+    json_object *truncated;    /* array of strings, NULL until needed */
+    int oom;
+} builder;
+
+static const char *env_get(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
+            return *envp + len + 1;
+    return NULL;
+}
+
+static void note_cut(builder *b, const char *what, const char *name, size_t name_len)
+{
+    json_object *s;
+    char *path = NULL;
+    size_t wlen = strlen(what);
+
+    if (!b->truncated && !(b->truncated = json_object_new_array())) {
+        b->oom = 1;
+        return;
+    }
+    /* The same path is listed once. */
+    if (json_object_array_length(b->truncated) >= 64)
+        return;
+    path = malloc(wlen + 1 + name_len + 1);
+    if (!path) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(path, what, wlen);
+    if (name) {
+        path[wlen] = '.';
+        memcpy(path + wlen + 1, name, name_len);
+        path[wlen + 1 + name_len] = '\0';
+    } else {
+        path[wlen] = '\0';
+    }
+    for (size_t i = 0; i < json_object_array_length(b->truncated); i++) {
+        if (strcmp(json_object_get_string(json_object_array_get_idx(b->truncated, i)),
+                   path) == 0)
+            goto done;
+    }
+    s = json_object_new_string(path);
+    if (!s || json_object_array_add(b->truncated, s) != 0) {
+        json_object_put(s);
+        b->oom = 1;
+    }
+done:
+    free(path);
+}
+
+/* A json string of s[0..len), repaired to UTF-8 and cut to max_value bytes.
+ * *cut says whether it was cut.  NULL when out of memory. */
+static json_object *clean_string(builder *b, const char *s, size_t len, int *cut)
+{
+    json_object *o;
+    char *fixed;
+    size_t flen;
+
+    *cut = 0;
+    if (len <= (size_t)b->cfg->max_value && tp_utf8_valid(s, len))
+        return json_object_new_string_len(s, (int)len);
+    fixed = tp_utf8_repair_dup(s, len, (size_t)b->cfg->max_value, &flen, cut);
+    if (!fixed)
+        return NULL;
+    o = json_object_new_string_len(fixed, (int)flen);
+    free(fixed);
+    return o;
+}
+
+/* Add key (repaired, cut) -> string value (repaired, cut) to obj; the last
+ * value of a repeated key wins.  what is the path used in "truncated". */
+static int add_pair(builder *b, json_object *obj, const char *what,
+                    const char *name, size_t name_len,
+                    const char *value, size_t value_len)
+{
+    json_object *v = NULL;
+    char *key = NULL;
+    size_t klen;
+    int kcut = 0, vcut = 0, rc = -1;
+
+    key = tp_utf8_repair_dup(name, name_len, (size_t)b->cfg->max_value, &klen, &kcut);
+    if (!key)
+        goto fail;
+    v = clean_string(b, value, value_len, &vcut);
+    if (!v)
+        goto fail;
+    if (json_object_object_add(obj, key, v) != 0)
+        goto fail;
+    v = NULL;
+    if (kcut || vcut)
+        note_cut(b, what, key, klen);
+    rc = 0;
+fail:
+    json_object_put(v);
+    free(key);
+    if (rc < 0)
+        b->oom = 1;
+    return rc;
+}
+
+typedef struct query_ctx {
+    builder *b;
+    json_object *obj;
+    int full;
+} query_ctx;
+
+static int query_pair(void *ctx, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    query_ctx *q = ctx;
+    json_object *existing;
+    char *key;
+    int known;
+
+    if ((long)json_object_object_length(q->obj) >= q->b->cfg->max_params) {
+        /* A repeat of a kept name still wins; new names are cut. */
+        key = tp_utf8_repair_dup(name, nlen, (size_t)q->b->cfg->max_value, NULL, NULL);
+        if (!key)
+            return -1;
+        known = json_object_object_get_ex(q->obj, key, &existing);
+        free(key);
+        if (!known) {
+            q->full = 1;
+            return 0;
+        }
+    }
+    return add_pair(q->b, q->obj, "params.querystring", name, nlen, value, vlen);
+}
+
+static json_object *build_querystring(builder *b, const char *qs)
+{
+    query_ctx q = { b, json_object_new_object(), 0 };
+
+    if (!q.obj)
+        return NULL;
+    if (tp_query_each(qs, query_pair, &q) < 0) {
+        json_object_put(q.obj);
+        return NULL;
+    }
+    if (q.full)
+        note_cut(b, "params.querystring", NULL, 0);
+    return q.obj;
+}
+
+static json_object *build_headers(builder *b, char *const *envp)
+{
+    json_object *obj = json_object_new_object();
+    char name[512];
+    int full = 0;
+
+    if (!obj)
+        return NULL;
+    for (; envp && *envp; envp++) {
+        const char *e = *envp, *eq = strchr(e, '=');
+        long nlen;
+
+        if (!eq)
+            continue;
+        nlen = tp_header_name(e, (size_t)(eq - e), name, sizeof(name));
+        if (nlen == 0)
+            continue;
+        if (nlen < 0) {
+            /* A name longer than any real header: not recorded, but said. */
+            note_cut(b, "params.header", NULL, 0);
+            continue;
+        }
+        if ((long)json_object_object_length(obj) >= b->cfg->max_headers &&
+            !json_object_object_get_ex(obj, name, NULL)) {
+            full = 1;
+            continue;
+        }
+        if (add_pair(b, obj, "params.header", name, (size_t)nlen, eq + 1, strlen(eq + 1)) < 0) {
+            json_object_put(obj);
+            return NULL;
+        }
+    }
+    if (full)
+        note_cut(b, "params.header", NULL, 0);
+    return obj;
+}
+
+static json_object *build_path(builder *b, const char *path_info)
+{
+    json_object *obj = json_object_new_object();
+
+    if (!obj)
+        return NULL;
+    if (path_info && *path_info) {
+        if (*path_info == '/')
+            path_info++;
+        if (add_pair(b, obj, "params.path", "proxy", 5, path_info, strlen(path_info)) < 0) {
+            json_object_put(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static json_object *build_body(builder *b, const tp_doc_input *in, const char *method)
+{
+    json_object *parsed = NULL;
+    char *fixed = NULL;
+    size_t flen;
+
+    if (!method || strcmp(method, "POST") != 0 || !in->body || in->body_len == 0)
+        return json_object_new_object();
+    if (!in->body_complete || in->body_len > (size_t)b->cfg->max_body) {
+        note_cut(b, "body-json", NULL, 0);
+        return json_object_new_object();
+    }
+    /* Invalid UTF-8 inside strings becomes U+FFFD before parsing, so the
+     * body's other fields survive. */
+    fixed = tp_utf8_repair_dup(in->body, in->body_len, 0, &flen, NULL);
+    if (fixed) {
+        json_tokener *tok = json_tokener_new_ex(32);
+        if (tok) {
+            json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+            parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
+            if (json_tokener_get_error(tok) != json_tokener_success) {
+                json_object_put(parsed);
+                parsed = NULL;
+            }
+            json_tokener_free(tok);
+        }
+        free(fixed);
+    }
+    if (parsed && json_object_is_type(parsed, json_type_object))
+        return parsed;
+    json_object_put(parsed);
+    return json_object_new_object();
+}
+
+int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
+{
+    struct tm tm;
+    int n;
+
+    if (!gmtime_r(&t.tv_sec, &tm))
+        return -1;
+    n = snprintf(out, outcap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, t.tv_nsec / 1000000L);
+    return (n < 0 || (size_t)n >= outcap) ? -1 : 0;
+}
+
+/* obj[key] = new string; NULL val is "". */
+static int put_string(builder *b, json_object *obj, const char *key, const char *val)
+{
+    int cut = 0;
+    json_object *v;
+
+    if (!val)
+        val = "";
+    v = clean_string(b, val, strlen(val), &cut);
+    if (!v || json_object_object_add(obj, key, v) != 0) {
+        json_object_put(v);
+        b->oom = 1;
+        return -1;
+    }
+    if (cut)
+        note_cut(b, "context", key, strlen(key));
+    return 0;
+}
+
+static json_object *build_context(builder *b, const tp_doc_input *in)
+{
+    json_object *ctx = json_object_new_object();
+    size_t i;
+
+    if (!ctx)
+        return NULL;
+    for (i = 0; i < sizeof(context_keys) / sizeof(context_keys[0]); i++) {
+        const char *k = context_keys[i], *v = "";
+
+        if (strcmp(k, "http-method") == 0)
+            v = env_get(in->envp, "REQUEST_METHOD");
+        else if (strcmp(k, "stage") == 0)
+            v = b->cfg->stage;
+        else if (strcmp(k, "api-id") == 0)
+            v = b->cfg->api_id;
+        else if (strcmp(k, "source-ip") == 0)
+            v = env_get(in->envp, "REMOTE_ADDR");
+        else if (strcmp(k, "user") == 0)
+            v = env_get(in->envp, "REMOTE_USER");
+        else if (strcmp(k, "user-agent") == 0)
+            v = env_get(in->envp, "HTTP_USER_AGENT");
+        else if (strcmp(k, "request-id") == 0)
+            v = in->request_id;
+        else if (strcmp(k, "resource-path") == 0)
+            v = env_get(in->envp, "SCRIPT_NAME");
+        if (put_string(b, ctx, k, v) < 0) {
+            json_object_put(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
+}
+
+static json_object *build_stage_vars(builder *b)
+{
+    json_object *obj = json_object_new_object();
+    size_t i;
+
+    if (!obj)
+        return NULL;
+    for (i = 0; i < b->cfg->nstage_vars; i++) {
+        const tp_stage_var *sv = &b->cfg->stage_vars[i];
+        if (add_pair(b, obj, "stage-variables", sv->name, strlen(sv->name),
+                     sv->value, strlen(sv->value)) < 0) {
+            json_object_put(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+/* Add child to parent under key; child is consumed either way. */
+static int attach(builder *b, json_object *parent, const char *key, json_object *child)
+{
+    if (!child || json_object_object_add(parent, key, child) != 0) {
+        json_object_put(child);
+        b->oom = 1;
+        return -1;
+    }
+    return 0;
+}
+
+json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
+                          char *err, size_t errlen)
+{
+    builder b = { cfg, NULL, 0 };
+    json_object *doc = NULL, *params = NULL;
+    const char *method = env_get(in->envp, "REQUEST_METHOD");
+    char ts[32];
+    int64_t ms;
+
+    doc = json_object_new_object();
+    params = json_object_new_object();
+    if (!doc || !params)
+        goto fail;
+
+    if (attach(&b, doc, "body-json", build_body(&b, in, method)) < 0)
+        goto fail;
+    if (attach(&b, params, "path", build_path(&b, env_get(in->envp, "PATH_INFO"))) < 0 ||
+        attach(&b, params, "querystring",
+               build_querystring(&b, env_get(in->envp, "QUERY_STRING"))) < 0 ||
+        attach(&b, params, "header", build_headers(&b, in->envp)) < 0)
+        goto fail;
+    if (attach(&b, doc, "params", params) < 0) {
+        params = NULL;
+        goto fail;
+    }
+    params = NULL;
+    if (attach(&b, doc, "stage-variables", build_stage_vars(&b)) < 0 ||
+        attach(&b, doc, "context", build_context(&b, in)) < 0)
+        goto fail;
+
+    ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
+    if (tp_doc_rfc3339(in->now, ts, sizeof(ts)) < 0)
+        goto fail;
+    if (attach(&b, doc, "date", json_object_new_int64(ms)) < 0 ||
+        attach(&b, doc, "@timestamp", json_object_new_string(ts)) < 0)
+        goto fail;
+    if (b.oom)
+        goto fail;
+    if (b.truncated) {
+        if (attach(&b, doc, "truncated", b.truncated) < 0) {
+            b.truncated = NULL;
+            goto fail;
+        }
+        b.truncated = NULL;
+    }
+    return doc;
+
+fail:
+    snprintf(err, errlen, "out of memory building the document");
+    json_object_put(b.truncated);
+    json_object_put(params);
+    json_object_put(doc);
+    return NULL;
+}
+
+/* Empty doc.<path> (an object) and list it in "truncated". */
+static int empty_member(json_object *doc, const char *parent, const char *key,
+                        const char *label)
+{
+    json_object *p = doc, *tr = NULL, *fresh;
+
+    if (parent && !json_object_object_get_ex(doc, parent, &p))
+        return -1;
+    fresh = json_object_new_object();
+    if (!fresh || json_object_object_add(p, key, fresh) != 0) {
+        json_object_put(fresh);
+        return -1;
+    }
+    if (!json_object_object_get_ex(doc, "truncated", &tr)) {
+        tr = json_object_new_array();
+        if (!tr || json_object_object_add(doc, "truncated", tr) != 0) {
+            json_object_put(tr);
+            return -1;
+        }
+    }
+    return json_object_array_add(tr, json_object_new_string(label));
+}
+
+const char *tp_doc_serialize(const tp_config *cfg, json_object *doc, size_t *len)
+{
+    static const struct { const char *parent, *key, *label; } cuts[] = {
+        { NULL, "body-json", "body-json" },
+        { "params", "querystring", "params.querystring" },
+        { "params", "header", "params.header" },
+    };
+    const char *s;
+    size_t i;
+
+    for (i = 0;; i++) {
+        s = json_object_to_json_string_length(doc, JSON_FLAGS, len);
+        if (!s)
+            return NULL;
+        if (*len <= (size_t)cfg->max_doc)
+            return s;
+        if (i == sizeof(cuts) / sizeof(cuts[0]))
+            return NULL;      /* cannot happen with max_doc >= 4096 */
+        if (empty_member(doc, cuts[i].parent, cuts[i].key, cuts[i].label) < 0)
+            return NULL;
+    }
+}

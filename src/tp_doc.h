@@ -1,0 +1,50 @@
+/*
+ * tp_doc - one hit's CGI variables into the passthrough-shaped document.
+ *
+ * The shape is API Gateway's "method request passthrough" template (body-json,
+ * params, stage-variables, context) plus "date" (epoch milliseconds) and
+ * "@timestamp" (RFC 3339 UTC with milliseconds).  Every string in it is
+ * valid UTF-8 whatever the request carried; json-c builds and serializes it.
+ * Limits from tp_config cut it down; what was cut is listed in a top-level
+ * "truncated" array, which is present only when something was cut.
+ */
+#ifndef TP_DOC_H
+#define TP_DOC_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "tp_config.h"
+
+typedef struct tp_doc_input {
+    char *const *envp;        /* the request's CGI variables, NAME=value   */
+    const char *body;         /* POST body as read, NULL when none          */
+    size_t body_len;
+    int body_complete;        /* 0 when more arrived than body_len / the limit */
+    const char *request_id;   /* context.request-id                         */
+    struct timespec now;      /* CLOCK_REALTIME of the hit                  */
+} tp_doc_input;
+
+/*
+ * Build the document.  Returns a new json-c object (reference count 1: the
+ * caller releases it with json_object_put), or NULL with a message in err
+ * when memory ran out.
+ */
+json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
+                          char *err, size_t errlen);
+
+/*
+ * Serialize doc as one line of compact JSON, enforcing cfg->max_doc: when the
+ * text is larger, body-json, then params.querystring, then params.header are
+ * emptied (and listed in "truncated") until it fits.  Returns a string owned
+ * by doc (valid until doc changes or is released) and its length in *len,
+ * or NULL on failure.
+ */
+const char *tp_doc_serialize(const tp_config *cfg, json_object *doc, size_t *len);
+
+/* Format t as "2025-11-26T19:40:00.123Z" into out (at least 25 bytes). */
+int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap);
+
+#endif

@@ -1,0 +1,79 @@
+#include "tp_query.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t tp_query_decode(const char *s, size_t len, char *out, int plus_is_space)
+{
+    size_t i = 0, o = 0;
+
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%' && len - i >= 3) {
+            int hi = hexval((unsigned char)s[i + 1]);
+            int lo = hexval((unsigned char)s[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out[o++] = (char)(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out[o++] = (plus_is_space && c == '+') ? ' ' : (char)c;
+        i++;
+    }
+    return o;
+}
+
+long tp_query_each(const char *qs, tp_query_cb cb, void *ctx)
+{
+    long count = -1;
+    char *scratch = NULL;
+    const char *p, *end;
+    size_t qlen;
+
+    if (!qs)
+        qs = "";
+    qlen = strlen(qs);
+    scratch = malloc(qlen + 1);
+    if (!scratch)
+        goto fail;
+
+    count = 0;
+    p = qs;
+    end = qs + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pend = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pend - p));
+        const char *nend = eq ? eq : pend;
+        size_t nlen, vlen = 0;
+
+        nlen = tp_query_decode(p, (size_t)(nend - p), scratch, 1);
+        if (eq)
+            vlen = tp_query_decode(eq + 1, (size_t)(pend - eq - 1),
+                                   scratch + nlen, 1);
+        if (nlen > 0) {
+            if (cb(ctx, scratch, nlen, scratch + nlen, vlen) != 0) {
+                count = -1;
+                goto fail;
+            }
+            count++;
+        }
+        p = pend + 1;
+    }
+
+fail:
+    free(scratch);
+    return count;
+}

@@ -1,0 +1,33 @@
+#include "tp_uuid.h"
+
+#include <openssl/rand.h>
+
+void tp_uuid_format(const unsigned char in[16], char out[TP_UUID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    size_t i, o = 0;
+
+    for (i = 0; i < 16; i++)
+        b[i] = in[i];
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);   /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);   /* variant 10 */
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 0x0f];
+    }
+    out[o] = '\0';
+}
+
+int tp_uuid_v4(char out[TP_UUID_LEN + 1])
+{
+    unsigned char b[16];
+
+    out[0] = '\0';
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return -1;
+    tp_uuid_format(b, out);
+    return 0;
+}

@@ -1,0 +1,16 @@
+/*
+ * tp_uuid - random version-4 UUIDs (RFC 4122) from OpenSSL's RAND_bytes.
+ */
+#ifndef TP_UUID_H
+#define TP_UUID_H
+
+#define TP_UUID_LEN 36   /* "0f8fad5b-d9cb-469f-a165-70867728950e" */
+
+/* Write a fresh UUID and a NUL into out.  Returns 0, or -1 when the random
+ * generator fails (out then holds ""). */
+int tp_uuid_v4(char out[TP_UUID_LEN + 1]);
+
+/* Format 16 bytes as a version-4 UUID (sets the version and variant bits). */
+void tp_uuid_format(const unsigned char bytes[16], char out[TP_UUID_LEN + 1]);
+
+#endif
