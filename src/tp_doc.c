@@ -75,18 +75,18 @@ done:
     free(path);
 }
 
-/* A json string of s[0..len), repaired to UTF-8 and cut to max_value bytes.
- * *cut says whether it was cut.  NULL when out of memory. */
-static json_object *clean_string(builder *b, const char *s, size_t len, int *cut)
+/* A json string of s[0..len), repaired to UTF-8 and cut to max bytes (0: no
+ * limit).  *cut says whether it was cut.  NULL when out of memory. */
+static json_object *clean_string(const char *s, size_t len, size_t max, int *cut)
 {
     json_object *o;
     char *fixed;
     size_t flen;
 
     *cut = 0;
-    if (len <= (size_t)b->cfg->max_value && tp_utf8_valid(s, len))
+    if ((max == 0 || len <= max) && tp_utf8_valid(s, len))
         return json_object_new_string_len(s, (int)len);
-    fixed = tp_utf8_repair_dup(s, len, (size_t)b->cfg->max_value, &flen, cut);
+    fixed = tp_utf8_repair_dup(s, len, max, &flen, cut);
     if (!fixed)
         return NULL;
     o = json_object_new_string_len(fixed, (int)flen);
@@ -108,7 +108,7 @@ static int add_pair(builder *b, json_object *obj, const char *what,
     key = tp_utf8_repair_dup(name, name_len, (size_t)b->cfg->max_value, &klen, &kcut);
     if (!key)
         goto fail;
-    v = clean_string(b, value, value_len, &vcut);
+    v = clean_string(value, value_len, (size_t)b->cfg->max_value, &vcut);
     if (!v)
         goto fail;
     if (json_object_object_add(obj, key, v) != 0)
@@ -270,15 +270,17 @@ int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
     return (n < 0 || (size_t)n >= outcap) ? -1 : 0;
 }
 
-/* obj[key] = new string; NULL val is "". */
-static int put_string(builder *b, json_object *obj, const char *key, const char *val)
+/* obj[key] = new string; NULL val is "".  Values from the request are cut
+ * to max_value; our own (request-id, configuration) are not. */
+static int put_string(builder *b, json_object *obj, const char *key, const char *val,
+                      int from_request)
 {
     int cut = 0;
     json_object *v;
 
     if (!val)
         val = "";
-    v = clean_string(b, val, strlen(val), &cut);
+    v = clean_string(val, strlen(val), from_request ? (size_t)b->cfg->max_value : 0, &cut);
     if (!v || json_object_object_add(obj, key, v) != 0) {
         json_object_put(v);
         b->oom = 1;
@@ -298,13 +300,14 @@ static json_object *build_context(builder *b, const tp_doc_input *in)
         return NULL;
     for (i = 0; i < sizeof(context_keys) / sizeof(context_keys[0]); i++) {
         const char *k = context_keys[i], *v = "";
+        int from_request = 1;
 
         if (strcmp(k, "http-method") == 0)
             v = env_get(in->envp, "REQUEST_METHOD");
         else if (strcmp(k, "stage") == 0)
-            v = b->cfg->stage;
+            v = b->cfg->stage, from_request = 0;
         else if (strcmp(k, "api-id") == 0)
-            v = b->cfg->api_id;
+            v = b->cfg->api_id, from_request = 0;
         else if (strcmp(k, "source-ip") == 0)
             v = env_get(in->envp, "REMOTE_ADDR");
         else if (strcmp(k, "user") == 0)
@@ -312,10 +315,10 @@ static json_object *build_context(builder *b, const tp_doc_input *in)
         else if (strcmp(k, "user-agent") == 0)
             v = env_get(in->envp, "HTTP_USER_AGENT");
         else if (strcmp(k, "request-id") == 0)
-            v = in->request_id;
+            v = in->request_id, from_request = 0;
         else if (strcmp(k, "resource-path") == 0)
             v = env_get(in->envp, "SCRIPT_NAME");
-        if (put_string(b, ctx, k, v) < 0) {
+        if (put_string(b, ctx, k, v, from_request) < 0) {
             json_object_put(ctx);
             return NULL;
         }
@@ -415,6 +418,10 @@ static int empty_member(json_object *doc, const char *parent, const char *key,
 
     if (parent && !json_object_object_get_ex(doc, parent, &p))
         return -1;
+    if (json_object_object_get_ex(p, key, &fresh) &&
+        json_object_is_type(fresh, json_type_object) &&
+        json_object_object_length(fresh) == 0)
+        return 0;                      /* nothing to cut */
     fresh = json_object_new_object();
     if (!fresh || json_object_object_add(p, key, fresh) != 0) {
         json_object_put(fresh);

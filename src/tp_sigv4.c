@@ -6,7 +6,7 @@
  *
  *   1. make_canonical_request  (canonical URI, query, headers, payload hash)
  *   2. make_string_to_sign
- *   3. derive_signing_key
+ *   3. derive_signing_key      (optionally cached by the caller)
  *   4. calculate_signature
  *   5. make_authorization
  *
@@ -821,6 +821,46 @@ fail:
     return result;
 }
 
+/* The signing key from the cache when it matches, else derived (and cached). */
+static int get_signing_key(unsigned char key[SHA256_LEN],
+                           tp_sigv4_key_cache *cache, const char *secret,
+                           const char *datestamp, const char *region,
+                           const char *service, char *err, size_t errlen)
+{
+    unsigned char sh[SHA256_LEN];
+    int result = -1;
+
+    if(!cache)
+        return derive_signing_key(key, secret, datestamp, region, service,
+                                  err, errlen);
+    if(sha256(secret, strlen(secret), sh)) {
+        set_err(err, errlen, "sigv4: SHA-256 of the secret failed");
+        goto fail;
+    }
+    if(cache->valid && !strcmp(cache->datestamp, datestamp) &&
+       !strcmp(cache->region, region) && !strcmp(cache->service, service) &&
+       !CRYPTO_memcmp(cache->secret_sha256, sh, sizeof(sh))) {
+        memcpy(key, cache->key, SHA256_LEN);
+        result = 0;
+        goto fail;
+    }
+    tp_sigv4_key_cache_clear(cache);
+    if(derive_signing_key(key, secret, datestamp, region, service, err, errlen))
+        goto fail;
+    /* lengths were checked: datestamp is 8, region and service < SCOPE_PART_MAX */
+    memcpy(cache->datestamp, datestamp, sizeof(cache->datestamp));
+    memcpy(cache->region, region, strlen(region) + 1);
+    memcpy(cache->service, service, strlen(service) + 1);
+    memcpy(cache->secret_sha256, sh, sizeof(sh));
+    memcpy(cache->key, key, SHA256_LEN);
+    cache->valid = 1;
+    result = 0;
+
+fail:
+    OPENSSL_cleanse(sh, sizeof(sh));
+    return result;
+}
+
 /* ------------------------------------------------- 4. signature */
 
 static int calculate_signature(char sig[SHA256_HEX_LEN + 1],
@@ -949,6 +989,15 @@ int tp_sigv4_sign(const tp_sigv4_request *req, const tp_sigv4_creds *creds,
                   const tp_sigv4_params *params, tp_sigv4_result *out,
                   char *err, size_t errlen)
 {
+    return tp_sigv4_sign_cached(req, creds, params, NULL, out, err, errlen);
+}
+
+int tp_sigv4_sign_cached(const tp_sigv4_request *req,
+                         const tp_sigv4_creds *creds,
+                         const tp_sigv4_params *params,
+                         tp_sigv4_key_cache *cache, tp_sigv4_result *out,
+                         char *err, size_t errlen)
+{
     struct sbuf creq, qbuf;
     unsigned char key[SHA256_LEN];
     char datestamp[9];
@@ -990,8 +1039,8 @@ int tp_sigv4_sign(const tp_sigv4_request *req, const tp_sigv4_creds *creds,
     if(make_string_to_sign(sts, sizeof(sts), out->amz_date, scope, &creq,
                            err, errlen))
         goto fail;
-    if(derive_signing_key(key, creds->secret_access_key, datestamp,
-                          params->region, params->service, err, errlen))
+    if(get_signing_key(key, cache, creds->secret_access_key, datestamp,
+                       params->region, params->service, err, errlen))
         goto fail;
     if(calculate_signature(out->signature, key, sts, err, errlen))
         goto fail;
@@ -1032,4 +1081,10 @@ void tp_sigv4_result_free(tp_sigv4_result *out)
     out->canonical_request = NULL;
     free(out->string_to_sign);
     out->string_to_sign = NULL;
+}
+
+void tp_sigv4_key_cache_clear(tp_sigv4_key_cache *cache)
+{
+    if(cache)
+        OPENSSL_cleanse(cache, sizeof(*cache));
 }

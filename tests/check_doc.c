@@ -1,0 +1,192 @@
+/* tp_doc: a table of CGI environments -> the exact document JSON. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tp_check.h"
+#include "tp_config.h"
+#include "tp_doc.h"
+
+#define ID "0f8fad5b-d9cb-469f-a165-70867728950e"
+#define FFFD "\xEF\xBF\xBD"
+
+typedef struct row {
+    const char *name;
+    int tight;                 /* use the tight limits below */
+    const char *env[12];
+    const char *body;          /* POST body, NULL for none */
+    const char *body_json, *params, *stage_vars;
+    const char *method, *ip, *user, *ua, *path;
+    const char *tail;          /* after @timestamp, e.g. ,"truncated":[...] */
+} row;
+
+static char *const tight_env[] = {
+    "TRACKPIXEL_MAX_PARAMS=2", "TRACKPIXEL_MAX_HEADERS=2", "TRACKPIXEL_MAX_VALUE=16",
+    "TRACKPIXEL_MAX_BODY=40", "TRACKPIXEL_STAGE_VAR_campaign=winter", NULL
+};
+static char *const default_env[] = { "TRACKPIXEL_STAGE=test", "TRACKPIXEL_API_ID=api1", NULL };
+
+static const row rows[] = {
+    { "minimal GET", 0,
+      { "REQUEST_METHOD=GET", "REMOTE_ADDR=203.0.113.9", "SCRIPT_NAME=/pixel", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "GET", "203.0.113.9", "", "", "/pixel", "" },
+    { "query, headers, path", 0,
+      { "REQUEST_METHOD=GET", "QUERY_STRING=utm_source=news&a=1&a=2&flag&=x&q=a+b%21",
+        "HTTP_USER_AGENT=Mozilla/5.0 (X11)", "HTTP_REFERER=https://example.com/",
+        "HTTP_X_FORWARDED_FOR=198.51.100.1", "HTTP_AUTHORIZATION=Basic c2VjcmV0",
+        "HTTP_PROXY_AUTHORIZATION=Basic c2VjcmV0", "PATH_INFO=/campaign/x",
+        "REMOTE_ADDR=::1", "REMOTE_USER=alice", "SCRIPT_NAME=/pixel", NULL },
+      NULL, "{}",
+      "{\"path\":{\"proxy\":\"campaign/x\"},"
+      "\"querystring\":{\"utm_source\":\"news\",\"a\":\"2\",\"flag\":\"\",\"q\":\"a b!\"},"
+      "\"header\":{\"User-Agent\":\"Mozilla/5.0 (X11)\",\"Referer\":\"https://example.com/\","
+      "\"X-Forwarded-For\":\"198.51.100.1\"}}", "{}",
+      "GET", "::1", "alice", "Mozilla/5.0 (X11)", "/pixel", "" },
+    { "POST JSON object", 0,
+      { "REQUEST_METHOD=POST", "CONTENT_TYPE=application/json", "CONTENT_LENGTH=17", NULL },
+      "{\"a\":1,\"b\":[true]}", "{\"a\":1,\"b\":[true]}",
+      "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Type\":\"application/json\","
+      "\"Content-Length\":\"17\"}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST not an object", 0, { "REQUEST_METHOD=POST", NULL },
+      "[1,2]", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST invalid JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST trailing garbage", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":1} x", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST invalid UTF-8 in a string", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":\"x\xFFy\"}", "{\"a\":\"x" FFFD "y\"}",
+      "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "GET body ignored", 0, { "REQUEST_METHOD=GET", NULL },
+      "{\"a\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "GET", "", "", "", "", "" },
+    { "invalid UTF-8 everywhere", 0,
+      { "REQUEST_METHOD=GET", "QUERY_STRING=n%FF=v%C0%AF&e=%F0%9F%98%80&z=%00",
+        "HTTP_USER_AGENT=bad\xFE", "SCRIPT_NAME=/p\xED\xA0\x80", NULL },
+      NULL, "{}",
+      "{\"path\":{},\"querystring\":{\"n" FFFD "\":\"v" FFFD FFFD "\",\"e\":\"\xF0\x9F\x98\x80\","
+      "\"z\":\"\\u0000\"},\"header\":{\"User-Agent\":\"bad" FFFD "\"}}", "{}",
+      "GET", "", "", "bad" FFFD, "/p" FFFD FFFD FFFD, "" },
+    { "no CGI variables at all", 0, { NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "", "", "", "", "", "" },
+    { "limits: params, headers, value, body", 1,
+      { "REQUEST_METHOD=POST", "QUERY_STRING=a=1&b=2&c=3&a=4&long=0123456789abcdefXYZ",
+        "HTTP_A=1", "HTTP_B=2", "HTTP_C=3", NULL },
+      "{\"this body\":\"is longer than forty bytes, so it is cut\"}", "{}",
+      "{\"path\":{},\"querystring\":{\"a\":\"4\",\"b\":\"2\"},\"header\":{\"A\":\"1\",\"B\":\"2\"}}",
+      "{\"campaign\":\"winter\"}",
+      "POST", "", "", "", "", ",\"truncated\":[\"body-json\",\"params.querystring\",\"params.header\"]" },
+    { "limits: a long value is cut on a character boundary", 1,
+      { "REQUEST_METHOD=GET", "QUERY_STRING=v=%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9", NULL },
+      NULL, "{}",
+      "{\"path\":{},\"querystring\":{\"v\":\"\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\"},\"header\":{}}",
+      "{\"campaign\":\"winter\"}",
+      "GET", "", "", "", "", ",\"truncated\":[\"params.querystring.v\"]" },
+};
+
+START_TEST(document_table)
+{
+    const row *r = &rows[_i];
+    tp_config cfg;
+    tp_doc_input in;
+    json_object *doc;
+    char err[256], expected[8192];
+    const char *got;
+    size_t len;
+    int tight = r->tight;
+
+    ck_assert_int_eq(tp_config_load(&cfg, tight ? tight_env : default_env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)r->env;
+    in.body = r->body;
+    in.body_len = r->body ? strlen(r->body) : 0;
+    in.body_complete = !r->body || in.body_len <= (size_t)cfg.max_body;
+    in.request_id = ID;
+    in.now.tv_sec = 1764186000;
+    in.now.tv_nsec = 123456789;
+
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(doc);
+    got = tp_doc_serialize(&cfg, doc, &len);
+    snprintf(expected, sizeof(expected),
+        "{\"body-json\":%s,\"params\":%s,\"stage-variables\":%s,\"context\":{"
+        "\"account-id\":\"\",\"api-id\":\"%s\",\"api-key\":\"\",\"authorizer-principal-id\":\"\","
+        "\"caller\":\"\",\"cognito-authentication-provider\":\"\",\"cognito-authentication-type\":\"\","
+        "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\",\"http-method\":\"%s\","
+        "\"stage\":\"%s\",\"source-ip\":\"%s\",\"user\":\"%s\",\"user-agent\":\"%s\",\"user-arn\":\"\","
+        "\"request-id\":\"" ID "\",\"resource-id\":\"\",\"resource-path\":\"%s\"},"
+        "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"%s}",
+        r->body_json, r->params, r->stage_vars, tight ? "" : "api1", r->method,
+        tight ? "prod" : "test", r->ip, r->user, r->ua, r->path, r->tail);
+    ck_assert_msg(got && strcmp(got, expected) == 0, "row %s:\n got %s\nwant %s",
+                  r->name, got ? got : "(null)", expected);
+    json_object_put(doc);
+    tp_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(document_size_limit)
+{
+    /* A 4 KiB document limit with 3 KiB of query string and 3 KiB of headers:
+     * body-json is already empty, so the query string goes first. */
+    static char qs[3100], ua[3100];
+    char *env[] = { "TRACKPIXEL_MAX_DOC=4096", NULL };
+    const char *cgi[4] = { qs, ua, "REQUEST_METHOD=GET", NULL };
+    tp_config cfg;
+    tp_doc_input in;
+    json_object *doc, *tr;
+    char err[256];
+    const char *got;
+    size_t len;
+
+    memset(qs, 0, sizeof(qs));
+    memset(ua, 0, sizeof(ua));
+    snprintf(qs, sizeof(qs), "QUERY_STRING=q=");
+    memset(qs + strlen(qs), 'x', 3000);
+    snprintf(ua, sizeof(ua), "HTTP_X_BIG=");
+    memset(ua + strlen(ua), 'y', 3000);
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)cgi;
+    in.request_id = ID;
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    got = tp_doc_serialize(&cfg, doc, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_le(len, 4096);
+    ck_assert_ptr_nonnull(strstr(got, "\"querystring\":{}"));
+    ck_assert_ptr_nonnull(strstr(got, "\"X-Big\":\"yyyy"));
+    ck_assert(json_object_object_get_ex(doc, "truncated", &tr));
+    ck_assert_str_eq(json_object_to_json_string_ext(tr, JSON_C_TO_STRING_PLAIN),
+                     "[\"params.querystring\"]");
+    json_object_put(doc);
+    tp_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(rfc3339)
+{
+    char out[32];
+    struct timespec t = { 0, 999999999 };
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "1970-01-01T00:00:00.999Z");
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, 10), -1);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("doc");
+    TCase *tc = tcase_create("build");
+    tcase_add_loop_test(tc, document_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
+    tcase_add_test(tc, document_size_limit);
+    tcase_add_test(tc, rfc3339);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TP_CHECK_MAIN(make_suite)

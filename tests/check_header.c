@@ -1,0 +1,57 @@
+/* tp_header: CGI variable -> header name. */
+#include <string.h>
+
+#include "tp_check.h"
+#include "tp_header.h"
+
+static const struct {
+    const char *var, *name;     /* name NULL: not recorded */
+} rows[] = {
+    { "HTTP_USER_AGENT", "User-Agent" },
+    { "HTTP_X_FORWARDED_FOR", "X-Forwarded-For" },
+    { "HTTP_REFERER", "Referer" },
+    { "HTTP_DNT", "Dnt" },
+    { "HTTP_ACCEPT_LANGUAGE", "Accept-Language" },
+    { "HTTP_X_MIXED_case", "X-Mixed-Case" },
+    { "CONTENT_TYPE", "Content-Type" },
+    { "CONTENT_LENGTH", "Content-Length" },
+    { "HTTP_AUTHORIZATION", NULL },
+    { "HTTP_PROXY_AUTHORIZATION", NULL },
+    { "REMOTE_ADDR", NULL },
+    { "QUERY_STRING", NULL },
+    { "HTTP_", NULL },
+    { "CONTENT_TYPEX", NULL },
+};
+
+START_TEST(name_table)
+{
+    char out[64];
+    long n = tp_header_name(rows[_i].var, strlen(rows[_i].var), out, sizeof(out));
+
+    if (!rows[_i].name) {
+        ck_assert_msg(n == 0, "%s: should not be recorded", rows[_i].var);
+    } else {
+        ck_assert_msg(n == (long)strlen(rows[_i].name), "%s: length %ld", rows[_i].var, n);
+        ck_assert_str_eq(out, rows[_i].name);
+    }
+}
+END_TEST
+
+START_TEST(too_small)
+{
+    char out[4];
+    ck_assert_int_eq(tp_header_name("HTTP_USER_AGENT", 15, out, sizeof(out)), -1);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("header");
+    TCase *tc = tcase_create("name");
+    tcase_add_loop_test(tc, name_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
+    tcase_add_test(tc, too_small);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TP_CHECK_MAIN(make_suite)
