@@ -10,6 +10,7 @@
  * 2. Production services ("es", "aoss"), cross-checked with botocore.
  * 3. Error paths, as a table: each row must fail (or succeed, at a limit)
  *    with the right message and no secret in it.
+ * 4. The signing-key cache: used on a hit, refreshed on any change.
  *
  * Output is TAP on stdout.  Run under valgrind with CK_FORK=no.
  */
@@ -307,7 +308,8 @@ START_TEST(test_vector)
     char err[256] = "";
     char *creq = NULL, *sts = NULL, *sig = NULL, *sreq = NULL;
     char *auth = NULL, *date = NULL, *sha = NULL, *tok = NULL;
-    int rc;
+    tp_sigv4_key_cache cache = { 0 };
+    int rc, i;
 
     memset(&v, 0, sizeof(v));
     memset(&out, 0, sizeof(out));
@@ -354,7 +356,18 @@ START_TEST(test_vector)
                    strcmp(out2.authorization, out.authorization) != 0))
         snprintf(why, sizeof(why), "keep_intermediates=0 differs");
 
+    /* with a key cache: a miss, then a hit, both the same signature */
+    for(i = 0; i < 2 && !why[0]; i++) {
+        tp_sigv4_result_free(&out2);
+        rc = tp_sigv4_sign_cached(&v.req, &v.creds, &v.params, &cache, &out2,
+                                  err, sizeof(err));
+        if(rc != 0 || !cache.valid ||
+           strcmp(out2.authorization, out.authorization) != 0)
+            snprintf(why, sizeof(why), "key cache (pass %d) differs", i + 1);
+    }
+
 done:
+    tp_sigv4_key_cache_clear(&cache);
     tp_sigv4_result_free(&out);
     tp_sigv4_result_free(&out2);
     free(creq);
@@ -718,6 +731,64 @@ START_TEST(test_error_path)
 }
 END_TEST
 
+/* The key cache is used when it matches and refreshed when anything the
+ * key depends on changes: secret, date, region, service. */
+static void sign_into(struct fixture *f, tp_sigv4_key_cache *cache, char *auth)
+{
+    tp_sigv4_result out;
+    char err[256];
+    int rc = tp_sigv4_sign_cached(&f->req, &f->creds, &f->params, cache, &out,
+                                  err, sizeof(err));
+
+    ck_assert_msg(rc == 0, "sign failed: %s", err);
+    memcpy(auth, out.authorization, TP_SIGV4_AUTH_MAX);
+    tp_sigv4_result_free(&out);
+}
+
+START_TEST(test_key_cache)
+{
+    static const struct { const char *what; int field; } changes[] = {
+        { "secret", 0 }, { "date", 1 }, { "region", 2 }, { "service", 3 },
+    };
+    struct fixture f;
+    tp_sigv4_key_cache cache = { 0 }, zero = { 0 };
+    char a[TP_SIGV4_AUTH_MAX], b[TP_SIGV4_AUTH_MAX];
+    size_t i;
+
+    for(i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        fx_base(&f);
+        sign_into(&f, NULL, a);
+        sign_into(&f, &cache, b);
+        ck_assert_str_eq(a, b);
+        ck_assert_int_eq(cache.valid, 1);
+
+        /* a hit really uses the cached key: spoil it and the signature moves */
+        cache.key[0] ^= 1;
+        sign_into(&f, &cache, b);
+        ck_assert_msg(strcmp(a, b) != 0, "%s: cached key not used", changes[i].what);
+
+        /* the cache still holds the spoiled key: a change must not use it */
+        switch(changes[i].field) {
+        case 0: f.creds.secret_access_key = "another/secret+key"; break;
+        case 1: f.params.now += 86400; break;
+        case 2: f.params.region = "eu-west-1"; break;
+        default: f.params.service = "aoss"; break;
+        }
+        sign_into(&f, NULL, a);
+        sign_into(&f, &cache, b);
+        ck_assert_msg(strcmp(a, b) == 0, "%s change: stale cached key used",
+                      changes[i].what);
+        sign_into(&f, &cache, b);     /* and now hits with the new key */
+        ck_assert_msg(strcmp(a, b) == 0, "%s change: hit differs", changes[i].what);
+
+        tp_sigv4_key_cache_clear(&cache);
+        ck_assert_msg(memcmp(&cache, &zero, sizeof(cache)) == 0,
+                      "clear left bytes behind");
+    }
+    tp_sigv4_key_cache_clear(NULL);
+}
+END_TEST
+
 /* NULL or zero-length err buffers are accepted; result_free is idempotent. */
 START_TEST(test_err_buffer_optional)
 {
@@ -767,6 +838,9 @@ static Suite *sigv4_suite(void)
         tcase_add_loop_test(tc, test_error_path, (int)i, (int)i + 1);
         suite_add_tcase(s, tc);
     }
+    tc = tcase_create("key_cache");
+    tcase_add_test(tc, test_key_cache);
+    suite_add_tcase(s, tc);
     tc = tcase_create("err_buffer_optional");
     tcase_add_test(tc, test_err_buffer_optional);
     suite_add_tcase(s, tc);

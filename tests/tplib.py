@@ -46,3 +46,144 @@ def eq(actual, expected, what=""):
     """assert actual == expected, with both shown on failure."""
     if actual != expected:
         raise AssertionError("%s: expected %r, got %r" % (what or "value", expected, actual))
+
+
+# ---------------------------------------------------------------- processes
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+TRACKPIXEL = os.path.join(BUILDDIR, "src", "trackpixel")
+
+# Credentials for the stand-in only (the AWS documentation's example keys).
+AWS_KEYS = {
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEXAMPLE/Token+with/slashes=",
+    "AWS_REGION": "us-east-1",
+}
+SECRETS = (AWS_KEYS["AWS_SECRET_ACCESS_KEY"], AWS_KEYS["AWS_SESSION_TOKEN"])
+
+PIXEL = bytes.fromhex(
+    "424d3c000000000000003600000028000000010000000100000001001800000000000600"
+    "000027000000270000000000000000000000ffffffff0000")
+assert len(PIXEL) == 60
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    """Poll predicate() until it returns a true value (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def assert_no_secrets(text, what="output"):
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for s in SECRETS:
+        if s in text:
+            raise AssertionError("a secret appeared in " + what)
+
+
+class Worker:
+    """trackpixel as a FastCGI worker on a loopback socket passed as fd 0,
+    exactly as spawn-fcgi, mod_fcgid and lighttpd hand it over."""
+
+    def __init__(self, env, cwd=None):
+        self.port = None
+        self.env = env
+        self.cwd = cwd or tempfile.mkdtemp(prefix="tp-worker-")
+        self.stderr_path = os.path.join(self.cwd, "stderr.log")
+        self.proc = None
+
+    def start(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen([TRACKPIXEL], stdin=sock.fileno(),
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         env=self.env, cwd=self.cwd)
+        sock.close()
+        return self
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError("trackpixel did not exit on signal %d" % sig)
+        self.proc = None
+        return rc
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def parse_cgi_response(raw):
+    """CGI response bytes -> (status int, headers dict, body bytes)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError("no header/body separator in %r" % raw[:200])
+    headers = {}
+    status = 200
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        value = value.strip()
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        else:
+            headers[name] = value
+    return status, headers, body
+
+
+def cgi_fcgi(port, cgi_env, body=b""):
+    """One request through the real cgi-fcgi client: the CGI variables are
+    exactly cgi_env (cgi-fcgi passes its whole environment as FastCGI params)."""
+    env = dict(cgi_env)
+    if body and "CONTENT_LENGTH" not in env:
+        env["CONTENT_LENGTH"] = str(len(body))
+    p = subprocess.run(["cgi-fcgi", "-bind", "-connect", "127.0.0.1:%d" % port],
+                       input=body, env=env, capture_output=True, timeout=30)
+    if p.returncode != 0:
+        raise AssertionError("cgi-fcgi failed: %r" % p.stderr[:300])
+    return parse_cgi_response(p.stdout)
+
+
+def pixel_env(**extra):
+    """The CGI variables a web server sets for GET /pixel from 127.0.0.1."""
+    env = {"GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET",
+           "SCRIPT_NAME": "/pixel", "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1",
+           "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost",
+           "SERVER_PORT": "80"}
+    env.update(extra)
+    return env

@@ -1,0 +1,1657 @@
+#!/usr/bin/python3
+"""es_standin - an Elasticsearch 7.10 / OpenSearch stand-in for trackpixel's tests.
+
+Elasticsearch cannot be installed where the tests run, so this small server
+answers the few APIs trackpixel uses the way Elasticsearch 7.10.2 does (errors
+included), and, like Amazon Elasticsearch/OpenSearch, verifies every AWS
+Signature Version 4 with botocore - an implementation nobody on the team wrote.
+
+Run it with Debian's python3 (it has python3-botocore):
+
+    /usr/bin/python3 tests/es_standin.py --port 0 --port-file FILE
+        [--region us-east-1] [--service es]
+        [--access-key AK --secret-key SK] [--session-token TOKEN]
+        [--require-signature] [--basic-user U --basic-password P] [--verbose]
+
+It binds 127.0.0.1 only.  --secret-key, --session-token and --basic-password
+may instead come from ES_STANDIN_SECRET_KEY, ES_STANDIN_SESSION_TOKEN and
+ES_STANDIN_BASIC_PASSWORD so they stay out of `ps`.  Nothing secret is ever
+printed or returned: no keys, tokens, Authorization values or signatures.
+
+Elasticsearch APIs (7.x paths; the typed 6.x forms too):
+    GET|HEAD /                                  cluster info
+    PUT|POST /{index}/_create/{id}              create (201, or 409 if it exists)
+    PUT|POST /{index}/{type}/{id}/_create       typed create
+    PUT|POST /{index}/{type}/{id}?op_type=create  typed create ({type} may be _doc)
+    PUT|POST /{index}/{type}/{id}               index (201 created / 200 updated)
+    POST     /{index}/{type}                    index with a generated id
+    GET|HEAD /{index}/{type}/{id}               get ({type} may be _doc)
+    DELETE   /{index}/{type}/{id}               delete
+    POST|PUT /_bulk, /{index}/_bulk, /{index}/{type}/_bulk   NDJSON bulk
+    GET|HEAD|PUT /{index}, GET /_cluster/health
+
+Control API (never signed, never recorded, never faulted):
+    GET  /_standin/docs[?index=I]  {"docs": [{index, type, id, source, raw, via,
+                                   op, version, seq_no}, ...]} in creation order
+    GET  /_standin/requests        {"requests": [...]} (see RequestLog below)
+    POST /_standin/reset           forget all indices, documents, requests and the mode
+    GET  /_standin/mode            {"mode": {...}}
+    POST /_standin/mode  {...}     set the fault mode ({} = normal), answers {"mode": ...}
+        delay_ms: int     sleep this long before answering
+        status: int       answer this status with an Elasticsearch-like error body
+        body: any JSON    with status: answer this body instead
+        retry_after: int  with status: send Retry-After
+        close: bool       close the connection without any answer
+        fail_items: int   in _bulk, answer the first N items 429 es_rejected_execution_exception
+        count: int        apply the mode to the next N non-control requests only
+                          (absent: until changed)
+
+A Python class for tests, Standin, is at the end of this file; it needs only the
+standard library (botocore only when it is asked to sign).
+"""
+import argparse
+import base64
+import binascii
+import datetime
+import email.utils
+import hashlib
+import hmac
+import http
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import zlib
+from collections import namedtuple
+
+ES_VERSION = {
+    "number": "7.10.2",
+    "build_flavor": "oss",
+    "build_type": "tar",
+    "build_hash": "747e1cc71def077253878a59143c1f785afa92b9",
+    "build_date": "2021-01-13T00:42:12.435326Z",
+    "build_snapshot": False,
+    "lucene_version": "8.7.0",
+    "minimum_wire_compatibility_version": "6.8.0",
+    "minimum_index_compatibility_version": "6.0.0-beta1",
+}
+TYPES_WARNING = ('299 Elasticsearch-7.10.2-747e1cc71def077253878a59143c1f785afa92b9 '
+                 '"[types removal] Specifying types in document index requests is '
+                 'deprecated, use the typed endpoints instead."')
+JSON_CT = "application/json; charset=UTF-8"
+SHARDS = {"total": 2, "successful": 1, "failed": 0}
+MAX_BODY = 100 * 1024 * 1024          # Elasticsearch's http.max_content_length
+MAX_ID_BYTES = 512
+MAX_SKEW = 15 * 60                    # AWS: X-Amz-Date within 15 minutes
+LOG_BODY_MAX = 8192                   # bytes of each body kept in the request log
+LOG_MAX = 100000                      # request log entries kept (oldest dropped)
+JACKSON_SOURCE = "(org.elasticsearch.common.bytes.AbstractBytesReference$MarkSupportingStreamInputWrapper)"
+
+MSG_MISSING_TOKEN = "Missing Authentication Token"
+MSG_BAD_SIGNATURE = ("The request signature we calculated does not match the signature you "
+                     "provided. Check your AWS Secret Access Key and signing method. Consult "
+                     "the service documentation for details.")
+MSG_BAD_TOKEN = "The security token included in the request is invalid."
+MSG_INCOMPLETE = ("Authorization header requires 'Credential' parameter. Authorization header "
+                  "requires 'Signature' parameter. Authorization header requires "
+                  "'SignedHeaders' parameter. Authorization header requires existence of "
+                  "either a 'X-Amz-Date' or a 'Date' header.")
+MSG_HOST_UNSIGNED = "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
+
+SECRET_HEADERS = ("authorization", "x-amz-security-token", "proxy-authorization", "cookie")
+
+
+# ----------------------------------------------------------------- errors
+
+class EsError(Exception):
+    """An Elasticsearch exception: type, reason, metadata, optional cause."""
+
+    def __init__(self, status, etype, reason, extra=None, caused_by=None):
+        super().__init__(reason)
+        self.status = status
+        self.etype = etype
+        self.reason = reason
+        self.extra = extra or {}
+        self.caused_by = caused_by
+
+    def item(self):
+        """The error object of a _bulk item (no root_cause)."""
+        err = {"type": self.etype, "reason": self.reason}
+        err.update(self.extra)
+        if self.caused_by:
+            err["caused_by"] = self.caused_by
+        return err
+
+    def body(self):
+        """A whole error answer, as Elasticsearch's REST layer renders one."""
+        root = {"type": self.etype, "reason": self.reason}
+        root.update(self.extra)
+        err = {"root_cause": [root]}
+        err.update(self.item())
+        return {"error": err, "status": self.status}
+
+
+def simple_error(status, message):
+    """Elasticsearch's createSimpleErrorResponse: {"error": "...", "status": N}."""
+    return {"error": message, "status": status}
+
+
+def bad_request_no_handler(raw_path, method):
+    return {"error": "no handler found for uri [%s] and method [%s]" % (raw_path, method)}
+
+
+def index_meta(idx):
+    return {"index_uuid": idx["uuid"], "shard": "0", "index": idx["name"]}
+
+
+def no_index_meta(name):
+    return {"index_uuid": "_na_", "index": name}
+
+
+def index_not_found(name):
+    return EsError(404, "index_not_found_exception", "no such index [%s]" % name,
+                   {"resource.type": "index_expression", "resource.id": name,
+                    "index_uuid": "_na_", "index": name})
+
+
+def rejected_execution(nbytes):
+    return EsError(429, "es_rejected_execution_exception",
+                   "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
+                   "replica_bytes=0, all_bytes=%d, coordinating_operation_bytes=%d, "
+                   "max_coordinating_and_primary_bytes=0]" % (nbytes, nbytes))
+
+
+def fault_error(status):
+    """The error an injected status answers with."""
+    if status == 429:
+        return rejected_execution(0)
+    if status == 503:
+        return EsError(503, "cluster_block_exception",
+                       "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];")
+    if status == 500:
+        return EsError(500, "exception", "stand-in fault mode: internal error")
+    if status == 404:
+        return EsError(404, "resource_not_found_exception", "stand-in fault mode: not found")
+    return EsError(status, "status_exception", "stand-in fault mode: HTTP %d" % status)
+
+
+# ------------------------------------------------------- JSON like Jackson
+
+def _line_col(text, pos):
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _at(text, pos):
+    line, col = _line_col(text, pos)
+    return "\n at [Source: %s; line: %d, column: %d]" % (JACKSON_SOURCE, line, col)
+
+
+def _char_desc(ch):
+    code = ord(ch)
+    if code < 32:
+        return "(CTRL-CHAR, code %d)" % code
+    return "('%s' (code %d))" % (ch, code)
+
+
+def _utf8_error(data, err):
+    """Jackson's message for the first invalid UTF-8 sequence in data."""
+    pos = err.start
+    lead = data[pos]
+    text = data[:pos].decode("utf-8")
+    if 0x80 <= lead <= 0xBF or lead in (0xC0, 0xC1) or lead >= 0xF5:
+        return "Invalid UTF-8 start byte 0x%x" % lead + _at(text, len(text))
+    need = 1 if lead < 0xE0 else 2 if lead < 0xF0 else 3
+    for k in range(1, need + 1):
+        if pos + k >= len(data):
+            return "Unexpected end-of-input in VALUE_STRING" + _at(text, len(text))
+        b = data[pos + k]
+        if not 0x80 <= b <= 0xBF or k == 1:
+            # k == 1: the second byte may be in range yet make an overlong
+            # form or a surrogate; strict UTF-8 refuses it either way.
+            if not 0x80 <= b <= 0xBF or err.end - err.start <= 1:
+                return "Invalid UTF-8 middle byte 0x%x" % b + _at(text, len(text))
+    return "Invalid UTF-8 middle byte 0x%x" % data[pos + 1] + _at(text, len(text))
+
+
+class _JsonProblem(Exception):
+    pass
+
+
+def _no_duplicates(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _JsonProblem("Duplicate field '%s'" % key)
+        obj[key] = value
+    return obj
+
+
+def _no_constants(name):
+    raise _JsonProblem("Non-standard token '%s': enable JsonParser.Feature.ALLOW_NON_NUMERIC_NUMBERS"
+                       " to allow" % name)
+
+
+_VALUE_EXPECTED = ("expected a valid value (JSON String, Number, Array, Object or token "
+                   "'null', 'true' or 'false')")
+
+
+def parse_json_text(data):
+    """Strictly parse UTF-8 JSON bytes like Jackson with ES's settings.
+
+    Returns the value, or raises _JsonProblem(message).  Stricter than ES 7.10
+    in one way: content after the root value is refused (ES 7.10 ignores it).
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _JsonProblem(_utf8_error(data, e))
+    if text.startswith("\ufeff"):          # Jackson skips a UTF-8 BOM
+        text = text[1:]
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    try:
+        start = len(text) - len(text.lstrip(" \t\r\n"))
+        value, end = decoder.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise _JsonProblem(_jackson_message(text, e.msg, e.pos))
+    rest = len(text) - len(text[end:].lstrip(" \t\r\n"))
+    if rest < len(text):
+        raise _JsonProblem("Unexpected character %s: expected end-of-input after the root value"
+                           % _char_desc(text[rest]) + _at(text, rest))
+    return value
+
+
+def _jackson_message(text, msg, pos):
+    if pos >= len(text):
+        return "Unexpected end-of-input" + _at(text, pos)
+    ch = text[pos]
+    if msg.startswith("Invalid control character"):
+        return ("Illegal unquoted character %s: has to be escaped using backslash to be "
+                "included in string value" % _char_desc(ch) + _at(text, pos))
+    if msg.startswith("Expecting value"):
+        if ch.isalpha():
+            word = ch
+            for c in text[pos + 1:pos + 40]:
+                if not c.isalnum():
+                    break
+                word += c
+            return ("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object "
+                    "or token 'null', 'true' or 'false')" % word + _at(text, pos))
+        return "Unexpected character %s: %s" % (_char_desc(ch), _VALUE_EXPECTED) + _at(text, pos)
+    return "Unexpected character %s: %s" % (_char_desc(ch), msg.lower()) + _at(text, pos)
+
+
+def parse_source(data):
+    """Parse a document source as DocumentParser would; returns the object or raises EsError."""
+    if not data:
+        raise EsError(400, "mapper_parsing_exception", "failed to parse, document is empty")
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped[:3] == b"\xef\xbb\xbf":
+        stripped = stripped[3:].lstrip(b" \t\r\n")
+    first = stripped[:1]
+    if first and first != b"{" and first in b'["-0123456789tfn':
+        # A JSON value but not an object.  (A bad first token is Jackson's error below.)
+        try:
+            parse_json_text(data)
+        except _JsonProblem as e:
+            if not first.isalpha():
+                raise EsError(400, "mapper_parsing_exception", "failed to parse", caused_by={
+                    "type": "json_parse_exception", "reason": str(e)})
+            raise EsError(400, "mapper_parsing_exception", "failed to parse", caused_by={
+                "type": "json_parse_exception", "reason": str(e)})
+        raise EsError(400, "mapper_parsing_exception", "Malformed content, must start with an object")
+    if not first:
+        raise EsError(400, "mapper_parsing_exception", "Malformed content, must start with an object")
+    try:
+        value = parse_json_text(data)
+    except _JsonProblem as e:
+        raise EsError(400, "mapper_parsing_exception", "failed to parse",
+                      caused_by={"type": "json_parse_exception", "reason": str(e)})
+    if not isinstance(value, dict):
+        raise EsError(400, "mapper_parsing_exception", "Malformed content, must start with an object")
+    return value
+
+
+# --------------------------------------------------------------- the cluster
+
+def _b64id(nbytes):
+    return base64.urlsafe_b64encode(os.urandom(nbytes)).decode("ascii").rstrip("=")
+
+
+INVALID_INDEX_CHARS = '\\/*?"<>| ,#'
+
+
+def validate_index_name(name):
+    """MetadataCreateIndexService.validateIndexOrAliasName, as EsError."""
+    def bad(why):
+        return EsError(400, "invalid_index_name_exception",
+                       "Invalid index name [%s], %s" % (name, why), no_index_meta(name))
+    if not name:
+        raise bad("must not be empty")
+    if any(c in INVALID_INDEX_CHARS for c in name):
+        raise bad("must not contain the following characters [ , \", *, \\, <, |, ,, >, /, ?]")
+    if ":" in name:
+        raise bad("must not contain ':'")
+    if name[0] in "_-+":
+        raise bad("must not start with '_', '-', or '+'")
+    if name in (".", ".."):
+        raise bad("must not be '.' or '..'")
+    if name.lower() != name:
+        raise bad("must be lowercase")
+    if len(name.encode("utf-8")) > 255:
+        raise EsError(400, "invalid_index_name_exception",
+                      "Invalid index name [%s], index name is too long, (%d > 255)"
+                      % (name, len(name.encode("utf-8"))), no_index_meta(name))
+
+
+class Cluster:
+    """All state, behind one lock: indices, documents, the request log, the mode."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.cluster_uuid = _b64id(16)
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.indices = {}      # name -> {"name","uuid","type","docs":{id:doc},"seq"}
+            self.docs = []         # every live document, in creation order
+            self.requests = []
+            self.req_seq = 0
+            self.mode = {}
+            self.mode_left = None
+
+    # -- mode
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = dict(mode)
+            self.mode_left = self.mode.pop("count", None)
+
+    def get_mode(self):
+        with self.lock:
+            out = dict(self.mode)
+            if self.mode and self.mode_left is not None:
+                out["count"] = self.mode_left
+            return out
+
+    def take_mode(self):
+        """The mode for this request; counts it down."""
+        with self.lock:
+            mode = dict(self.mode)
+            if mode and self.mode_left is not None:
+                self.mode_left -= 1
+                if self.mode_left <= 0:
+                    self.mode = {}
+                    self.mode_left = None
+            return mode
+
+    # -- request log
+    def log(self, entry):
+        with self.lock:
+            self.req_seq += 1
+            entry["seq"] = self.req_seq
+            self.requests.append(entry)
+            if len(self.requests) > LOG_MAX:
+                del self.requests[:len(self.requests) - LOG_MAX]
+
+    # -- indices and documents (callers hold self.lock)
+    def index(self, name, create):
+        idx = self.indices.get(name)
+        if idx is None and create:
+            validate_index_name(name)
+            idx = {"name": name, "uuid": _b64id(16), "type": None, "docs": {}, "seq": 0}
+            self.indices[name] = idx
+        return idx
+
+    @staticmethod
+    def check_type(idx, type_):
+        """The mapping type a write to idx uses; ES 7 allows one per index."""
+        want = type_ or idx["type"] or "_doc"
+        if idx["type"] is None:
+            return want
+        if idx["type"] != want and type_ is not None:
+            raise EsError(400, "illegal_argument_exception",
+                          "Rejecting mapping update to [%s] as the final mapping would have more "
+                          "than 1 type: [%s, %s]" % (idx["name"], idx["type"], want))
+        return idx["type"]
+
+    def write(self, index, type_, id_, raw, op, via):
+        """Create or index one document.  Returns (status, result) or raises EsError.
+
+        result is the item body Elasticsearch answers (without "status").
+        """
+        with self.lock:
+            idx_existed = index in self.indices
+            idx = self.index(index, create=True)
+            try:
+                type_ = self.check_type(idx, type_)
+                source = parse_source(raw)
+            except EsError:
+                if not idx_existed and not idx["docs"]:
+                    # ES would have created the index anyway; keep it, as it does.
+                    pass
+                raise
+            if id_ is None:
+                id_ = _b64id(15)
+            old = idx["docs"].get(id_)
+            if old is not None and op == "create":
+                raise EsError(409, "version_conflict_engine_exception",
+                              "[%s]: version conflict, document already exists (current version [%d])"
+                              % (id_, old["version"]), index_meta(idx))
+            idx["type"] = type_
+            seq = idx["seq"]
+            idx["seq"] += 1
+            text = raw.decode("utf-8")
+            if old is None:
+                doc = {"index": index, "type": type_, "id": id_, "source": source, "raw": text,
+                       "via": via, "op": op, "version": 1, "seq_no": seq}
+                idx["docs"][id_] = doc
+                self.docs.append(doc)
+                status, result = 201, "created"
+            else:
+                old.update(source=source, raw=text, via=via, op=op,
+                           version=old["version"] + 1, seq_no=seq)
+                doc = old
+                status, result = 200, "updated"
+            return status, {"_index": index, "_type": type_, "_id": id_, "_version": doc["version"],
+                            "result": result, "_shards": dict(SHARDS), "_seq_no": seq,
+                            "_primary_term": 1}
+
+    def delete(self, index, type_, id_):
+        with self.lock:
+            idx = self.index(index, create=True)
+            type_ = self.check_type(idx, type_)
+            idx["type"] = type_
+            seq = idx["seq"]
+            idx["seq"] += 1
+            doc = idx["docs"].pop(id_, None)
+            if doc is not None:
+                self.docs.remove(doc)
+            return (200 if doc else 404), {
+                "_index": index, "_type": type_, "_id": id_,
+                "_version": doc["version"] + 1 if doc else 1,
+                "result": "deleted" if doc else "not_found",
+                "_shards": dict(SHARDS), "_seq_no": seq, "_primary_term": 1}
+
+    def doc_list(self, index=None):
+        with self.lock:
+            keys = ("index", "type", "id", "source", "raw", "via", "op", "version", "seq_no")
+            return [{k: d[k] for k in keys} for d in self.docs
+                    if index is None or d["index"] == index]
+
+
+# ------------------------------------------------------------- SigV4 check
+
+def _botocore():
+    """Import botocore lazily: only signature checks and signing need it."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.compat
+    import botocore.credentials
+    return botocore
+
+
+def _header_text(value):
+    """Header values arrive decoded as ISO-8859-1; give back their UTF-8 text when they are UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _redact_canonical(text):
+    lines = []
+    for line in text.split("\n"):
+        name = line.split(":", 1)[0]
+        if ":" in line and name in SECRET_HEADERS:
+            line = name + ":<redacted>"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _iso(ts):
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
+
+
+def verify_sigv4(cfg, method, raw_path, raw_query, headers, body, now=None):
+    """Check one request's SigV4 signature with botocore.
+
+    headers: [(name, value), ...] as received.  Returns a dict:
+      signed, sig_ok, sig_error, token_ok, token_signed, signed_headers,
+      content_sha256_header, content_sha256_ok, canonical_request, string_to_sign,
+      fail: None or (status, body) to answer.
+    Never puts a key, token, Authorization value or signature into the result.
+    """
+    now = time.time() if now is None else now
+    res = {"signed": False, "sig_ok": False, "sig_error": "", "token_ok": None,
+           "token_signed": False, "signed_headers": None, "content_sha256_header": False,
+           "content_sha256_ok": None, "canonical_request": None, "string_to_sign": None,
+           "fail": None}
+
+    def hdr_all(name):
+        return [v for k, v in headers if k.lower() == name]
+
+    def fail(message, why, status=403):
+        res["sig_error"] = why
+        if res["fail"] is None:
+            res["fail"] = (status, {"message": message})
+        return res
+
+    sha_vals = hdr_all("x-amz-content-sha256")
+    if sha_vals:
+        res["content_sha256_header"] = True
+        res["content_sha256_ok"] = (len(sha_vals) == 1 and
+                                    sha_vals[0].strip() == hashlib.sha256(body).hexdigest())
+
+    auths = hdr_all("authorization")
+    keyed = cfg.access_key is not None
+    if not auths:
+        if keyed or cfg.require_signature:
+            return fail(MSG_MISSING_TOKEN, "no Authorization header")
+        res["sig_error"] = "unsigned"
+        return res
+    if len(auths) > 1:
+        return fail(MSG_INCOMPLETE, "more than one Authorization header")
+    auth = auths[0].strip()
+    scheme, _, rest = auth.partition(" ")
+    res["signed"] = scheme == "AWS4-HMAC-SHA256"
+    if not keyed:
+        res["sig_error"] = "not verified: the stand-in has no keys"
+        return res
+    if not res["signed"]:
+        return fail(MSG_INCOMPLETE, "Authorization is not AWS4-HMAC-SHA256")
+
+    parts = {}
+    for piece in rest.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        key, eq, value = piece.partition("=")
+        if not eq or key.strip() in parts:
+            return fail(MSG_INCOMPLETE, "malformed Authorization parameters")
+        parts[key.strip()] = value.strip()
+    if set(parts) != {"Credential", "SignedHeaders", "Signature"}:
+        return fail(MSG_INCOMPLETE, "Authorization needs exactly Credential, SignedHeaders, Signature")
+    cred = parts["Credential"].split("/")
+    if len(cred) != 5:
+        return fail(MSG_INCOMPLETE, "Credential is not AK/DATE/REGION/SERVICE/aws4_request")
+    signed_list = parts["SignedHeaders"].split(";")
+    res["signed_headers"] = signed_list
+
+    # The request time: X-Amz-Date, else Date (botocore signs with either).
+    amz = hdr_all("x-amz-date")
+    if amz:
+        try:
+            if len(amz) != 1:
+                raise ValueError
+            stamp = amz[0].strip()
+            when = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            return fail(MSG_INCOMPLETE, "X-Amz-Date is not one YYYYMMDDTHHMMSSZ value")
+        date_header = "x-amz-date"
+    else:
+        dates = hdr_all("date")
+        try:
+            when = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+            stamp = _iso(when)
+        except (IndexError, TypeError, ValueError):
+            return fail(MSG_INCOMPLETE, "no X-Amz-Date or Date header")
+        date_header = "date"
+
+    if not hmac.compare_digest(cred[0].encode(), cfg.access_key.encode()):
+        return fail(MSG_BAD_TOKEN, "access key id does not match")
+
+    tokens = hdr_all("x-amz-security-token")
+    res["token_signed"] = "x-amz-security-token" in signed_list
+    if cfg.session_token is not None:
+        res["token_ok"] = len(tokens) == 1 and hmac.compare_digest(
+            tokens[0].strip().encode(), cfg.session_token.encode())
+        if not res["token_ok"]:
+            return fail(MSG_BAD_TOKEN, "session token missing" if not tokens
+                        else "session token does not match")
+    elif tokens:
+        res["token_ok"] = False
+        return fail(MSG_BAD_TOKEN, "a session token was sent but none is configured")
+
+    if cred[1] != stamp[:8]:
+        return fail("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
+                    "date from HTTP: '%s' != '%s', from '%s'." % (cred[1], stamp[:8], stamp),
+                    "credential scope date does not match the request date")
+    if cred[2] != cfg.region:
+        return fail("Credential should be scoped to a valid region. ",
+                    "credential scope region %r is not %r" % (cred[2], cfg.region))
+    if cred[3] != cfg.service:
+        return fail("Credential should be scoped to correct service: '%s'. " % cfg.service,
+                    "credential scope service %r is not %r" % (cred[3], cfg.service))
+    if cred[4] != "aws4_request":
+        return fail("Credential should be scoped with a valid terminator: 'aws4_request', not "
+                    "'%s'. " % cred[4], "credential scope does not end in aws4_request")
+    if when < now - MAX_SKEW:
+        return fail("Signature expired: %s is now earlier than %s (%s - 15 min.)"
+                    % (stamp, _iso(now - MAX_SKEW), _iso(now)), "X-Amz-Date is too old")
+    if when > now + MAX_SKEW:
+        return fail("Signature not yet current: %s is still later than %s (%s + 15 min.)"
+                    % (stamp, _iso(now + MAX_SKEW), _iso(now)), "X-Amz-Date is in the future")
+
+    if "host" not in signed_list:
+        return fail(MSG_HOST_UNSIGNED, "host is not a signed header")
+    if date_header not in signed_list:
+        return fail(MSG_BAD_SIGNATURE, "%s is not a signed header" % date_header)
+    present = {k.lower() for k, _ in headers}
+    missing = [h for h in signed_list if h not in present]
+    if missing:
+        return fail(MSG_BAD_SIGNATURE, "SignedHeaders lists %s, not in the request" % ";".join(missing))
+
+    bc = _botocore()
+    hosts = hdr_all("host")
+    url = "http://%s%s" % (hosts[0].strip(), raw_path)
+    # botocore canonicalises the query from decoded (key, value) pairs, as AWS
+    # does on its side: percent-decode here ('+' stays a plus), it re-encodes.
+    params = []
+    for pair in raw_query.split("&") if raw_query else []:
+        if pair:
+            k, _, v = pair.partition("=")
+            params.append((urllib.parse.unquote(k), urllib.parse.unquote(v)))
+    request = bc.awsrequest.AWSRequest(method=method, url=url, data=body, params=params)
+    for name, value in headers:
+        if name.lower() in signed_list:
+            request.headers[name] = _header_text(value)      # keeps repeated headers
+    request.context["timestamp"] = stamp
+    creds = bc.credentials.Credentials(cfg.access_key, cfg.secret_key, cfg.session_token)
+    signer = bc.auth.SigV4Auth(creds, cfg.service, cfg.region)
+    if any(h in bc.auth.SIGNED_HEADERS_BLACKLIST for h in signed_list):
+        # botocore never signs these three itself, but a SigV4 server signs
+        # whatever SignedHeaders names: select them all, canonicalise with botocore.
+        signer = _AllHeadersSigV4(creds, cfg.service, cfg.region)
+    # No add_auth(): it would stamp the current time and add headers.  The
+    # same steps it runs, on the request as received.
+    canonical = signer.canonical_request(request)
+    sts = signer.string_to_sign(request, canonical)
+    expected = signer.signature(sts, request)
+    res["canonical_request"] = _redact_canonical(canonical)
+    res["string_to_sign"] = sts
+    ours = signer.signed_headers(signer.headers_to_sign(request))
+    if ours != parts["SignedHeaders"]:
+        return fail(MSG_BAD_SIGNATURE, "SignedHeaders %r is not in canonical form %r"
+                    % (parts["SignedHeaders"], ours))
+    if not hmac.compare_digest(expected.encode(), parts["Signature"].encode()):
+        return fail(MSG_BAD_SIGNATURE, "signature does not match the one botocore computes")
+    if res["content_sha256_header"] and not res["content_sha256_ok"]:
+        return fail(MSG_BAD_SIGNATURE, "x-amz-content-sha256 is not the SHA-256 of the body")
+    res["sig_ok"] = True
+    return res
+
+
+def _all_headers_class():
+    bc = _botocore()
+
+    class AllHeadersSigV4(bc.auth.SigV4Auth):
+        def headers_to_sign(self, request):
+            header_map = bc.compat.HTTPHeaders()
+            for name, value in request.headers.items():
+                header_map[name.lower()] = value
+            return header_map
+    return AllHeadersSigV4
+
+
+def _AllHeadersSigV4(*args):
+    return _all_headers_class()(*args)
+
+
+def check_basic(cfg, headers, raw_path):
+    """Returns (ok, fail) for --basic-user; fail is (status, body, extra headers)."""
+    auths = [v for k, v in headers if k.lower() == "authorization"]
+    user = None
+    if len(auths) == 1 and auths[0].strip()[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(auths[0].strip()[6:].strip(), validate=True) \
+                .decode("utf-8").partition(":")
+            if (hmac.compare_digest(user.encode(), cfg.basic_user.encode()) and
+                    hmac.compare_digest(password.encode(), cfg.basic_password.encode())):
+                return True, None
+        except (binascii.Error, UnicodeDecodeError):
+            user = None
+    if user is None:
+        reason = "missing authentication credentials for REST request [%s]" % raw_path
+    else:
+        reason = "unable to authenticate user [%s] for REST request [%s]" % (user, raw_path)
+    challenge = 'Basic realm="security" charset="UTF-8"'
+    err = EsError(401, "security_exception", reason, {"header": {"WWW-Authenticate": challenge}})
+    return False, (401, err.body(), [("WWW-Authenticate", challenge)])
+
+
+# ---------------------------------------------------- Elasticsearch routing
+
+Reply = namedtuple("Reply", "status body headers")   # body: object, bytes or None
+
+COMMON_PARAMS = {"pretty", "human", "error_trace", "filter_path", "format"}
+WRITE_PARAMS = COMMON_PARAMS | {"refresh", "routing", "timeout", "version", "version_type",
+                                "op_type", "pipeline", "wait_for_active_shards", "if_seq_no",
+                                "if_primary_term", "require_alias"}
+GET_PARAMS = COMMON_PARAMS | {"refresh", "routing", "preference", "realtime", "stored_fields",
+                              "_source", "_source_includes", "_source_excludes", "version",
+                              "version_type"}
+BULK_PARAMS = COMMON_PARAMS | {"refresh", "routing", "timeout", "pipeline", "wait_for_active_shards",
+                               "_source", "_source_includes", "_source_excludes", "type",
+                               "require_alias"}
+BULK_META = {"_index", "_type", "_id", "routing", "version", "version_type", "if_seq_no",
+             "if_primary_term", "pipeline", "retry_on_conflict", "require_alias", "_source",
+             "op_type", "dynamic_templates"}
+
+
+def check_params(params, allowed, raw_path):
+    unknown = sorted(k for k in params if k not in allowed)
+    if unknown:
+        reason = "request [%s] contains unrecognized parameter%s: %s" % (
+            raw_path, "s" if len(unknown) > 1 else "", ", ".join("[%s]" % k for k in unknown))
+        raise EsError(400, "illegal_argument_exception", reason)
+    refresh = params.get("refresh")
+    if refresh not in (None, "", "true", "false", "wait_for"):
+        raise EsError(400, "illegal_argument_exception", "Unknown value for refresh: [%s]." % refresh)
+
+
+def content_type_error(headers, body, bulk):
+    """406 body when a request with content has no acceptable Content-Type, else None."""
+    if not body:
+        return None
+    values = [v for k, v in headers if k.lower() == "content-type"]
+    if not values:
+        return simple_error(406, "Content-Type header is missing")
+    media = values[0].split(";", 1)[0].strip().lower()
+    if media in ("application/json", "application/x-ndjson"):
+        return None
+    return simple_error(406, "Content-Type header [%s] is not supported" % ", ".join(values))
+
+
+def method_not_allowed(raw_path, method, allowed):
+    return Reply(405, simple_error(405, "Incorrect HTTP method for uri [%s] and method [%s], "
+                                        "allowed: [%s]" % (raw_path, method, ", ".join(allowed))),
+                 [("Allow", ",".join(allowed))])
+
+
+def handle_es(cluster, method, segs, params, raw_path, headers, body, mode):
+    """Route one Elasticsearch request.  Returns a Reply."""
+    n = len(segs)
+    try:
+        if n == 0:
+            if method not in ("GET", "HEAD"):
+                return method_not_allowed(raw_path, method, ["GET", "HEAD"])
+            check_params(params, COMMON_PARAMS, raw_path)
+            return Reply(200, {"name": "standin", "cluster_name": "standin",
+                               "cluster_uuid": cluster.cluster_uuid, "version": ES_VERSION,
+                               "tagline": "You Know, for Search"}, [])
+        if segs[-1] == "_bulk" and n <= 3 and all(not s.startswith("_") for s in segs[:-1]):
+            if method not in ("POST", "PUT"):
+                return method_not_allowed(raw_path, method, ["POST", "PUT"])
+            return bulk(cluster, segs[:-1], params, raw_path, headers, body, mode)
+        if segs == ["_cluster", "health"] and method in ("GET", "HEAD"):
+            return Reply(200, {"cluster_name": "standin", "status": "green", "timed_out": False,
+                               "number_of_nodes": 1, "number_of_data_nodes": 1,
+                               "active_primary_shards": len(cluster.indices),
+                               "active_shards": len(cluster.indices), "relocating_shards": 0,
+                               "initializing_shards": 0, "unassigned_shards": 0}, [])
+        if segs[0].startswith("_"):
+            if n == 1 or segs[0] == "_cluster":
+                return Reply(400, bad_request_no_handler(raw_path, method), [])
+            validate_index_name(segs[0])
+        index = segs[0]
+        if n == 1:
+            return index_api(cluster, method, index, params, raw_path)
+        if n == 3 and segs[1] == "_create":
+            if method not in ("PUT", "POST"):
+                return method_not_allowed(raw_path, method, ["POST", "PUT"])
+            return doc_write(cluster, index, None, segs[2], params, raw_path, headers, body,
+                             "create", "create", typed=False)
+        if n == 4 and segs[3] == "_create" and not segs[1].startswith("_"):
+            if method not in ("PUT", "POST"):
+                return method_not_allowed(raw_path, method, ["POST", "PUT"])
+            return doc_write(cluster, index, segs[1], segs[2], params, raw_path, headers, body,
+                             "create", "create", typed=True)
+        if n in (2, 3) and (segs[1] == "_doc" or not segs[1].startswith("_")):
+            typed = segs[1] != "_doc"
+            type_ = segs[1] if typed else None
+            if n == 2:
+                if method != "POST":
+                    return method_not_allowed(raw_path, method, ["POST"])
+                return doc_write(cluster, index, type_, None, params, raw_path, headers, body,
+                                 None, None, typed)
+            if method in ("PUT", "POST"):
+                return doc_write(cluster, index, type_, segs[2], params, raw_path, headers, body,
+                                 None, None, typed)
+            if method in ("GET", "HEAD"):
+                return doc_get(cluster, index, type_, segs[2], params, raw_path)
+            if method == "DELETE":
+                check_params(params, WRITE_PARAMS, raw_path)
+                status, result = cluster.delete(index, type_, segs[2])
+                return Reply(status, result, [("Warning", TYPES_WARNING)] if typed else [])
+            return method_not_allowed(raw_path, method, ["DELETE", "GET", "HEAD", "POST", "PUT"])
+        if n in (2, 3) and segs[1].startswith("_"):
+            if segs[1] in ("_search", "_count", "_refresh", "_flush", "_mapping", "_settings",
+                           "_stats", "_alias", "_aliases"):
+                return Reply(400, bad_request_no_handler(raw_path, method), [])
+            raise EsError(400, "invalid_type_name_exception",
+                          "Document mapping type name can't start with '_', found: [%s]" % segs[1])
+        return Reply(400, bad_request_no_handler(raw_path, method), [])
+    except EsError as e:
+        return Reply(e.status, e.body(), [])
+
+
+def index_api(cluster, method, index, params, raw_path):
+    check_params(params, COMMON_PARAMS | {"timeout", "master_timeout", "wait_for_active_shards",
+                                          "include_type_name"}, raw_path)
+    with cluster.lock:
+        idx = cluster.index(index, create=False)
+        if method in ("GET", "HEAD"):
+            if idx is None:
+                raise index_not_found(index)
+            return Reply(200, {index: {"aliases": {}, "mappings": {}, "settings": {"index": {
+                "number_of_shards": "1", "number_of_replicas": "1", "uuid": idx["uuid"],
+                "provided_name": index}}}}, [])
+        if method == "PUT":
+            if idx is not None:
+                raise EsError(400, "resource_already_exists_exception",
+                              "index [%s/%s] already exists" % (index, idx["uuid"]),
+                              {"index_uuid": idx["uuid"], "index": index})
+            cluster.index(index, create=True)
+            return Reply(200, {"acknowledged": True, "shards_acknowledged": True, "index": index}, [])
+    return method_not_allowed(raw_path, method, ["GET", "HEAD", "PUT"])
+
+
+def doc_write(cluster, index, type_, id_, params, raw_path, headers, body, op, via, typed):
+    """PUT|POST a document; op None means "index unless ?op_type=create"."""
+    ct = content_type_error(headers, body, bulk=False)
+    if ct:
+        return Reply(406, ct, [])
+    check_params(params, WRITE_PARAMS, raw_path)
+    op_type = params.get("op_type")
+    if op == "create":
+        if op_type not in (None, "create"):
+            raise EsError(400, "illegal_argument_exception",
+                          "opType must be 'create', found: [%s]" % op_type)
+    elif op_type in (None, "index"):
+        op = "index"
+    elif op_type == "create":
+        op = "create"
+    else:
+        raise EsError(400, "illegal_argument_exception",
+                      "opType must be 'create' or 'index', found: [%s]" % op_type)
+    via = via or op
+    if not body:
+        raise EsError(400, "parse_exception", "request body is required")
+    if id_ is not None and len(id_.encode("utf-8")) > MAX_ID_BYTES:
+        raise EsError(400, "action_request_validation_exception",
+                      "Validation Failed: 1: id [%s] is too long, must be no longer than 512 bytes "
+                      "but was: %d;" % (id_, len(id_.encode("utf-8"))))
+    status, result = cluster.write(index, type_, id_, body, op, via)
+    extra = [("Location", "/%s/%s/%s" % (index, result["_type"],
+                                        urllib.parse.quote(result["_id"], safe="")))]
+    if typed:
+        extra.append(("Warning", TYPES_WARNING))
+    return Reply(status, result, extra)
+
+
+def doc_get(cluster, index, type_, id_, params, raw_path):
+    check_params(params, GET_PARAMS, raw_path)
+    with cluster.lock:
+        idx = cluster.index(index, create=False)
+        if idx is None:
+            raise index_not_found(index)
+        doc = idx["docs"].get(id_)
+        shown = type_ or idx["type"] or "_doc"
+        if doc is None or (type_ is not None and doc["type"] != type_):
+            return Reply(404, {"_index": index, "_type": shown, "_id": id_, "found": False}, [])
+        head = {"_index": index, "_type": doc["type"], "_id": id_, "_version": doc["version"],
+                "_seq_no": doc["seq_no"], "_primary_term": 1, "found": True}
+        # Elasticsearch answers _source with the bytes it was given.
+        text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
+        out = (text[:-1] + ',"_source":').encode("utf-8") + doc["raw"].encode("utf-8") + b"}"
+        return Reply(200, out, [])
+
+
+def _meta_str(value, field, line):
+    if isinstance(value, bool) or isinstance(value, (dict, list)) or value is None:
+        kind = "START_OBJECT" if isinstance(value, dict) else "START_ARRAY" if isinstance(
+            value, list) else "VALUE_BOOLEAN" if isinstance(value, bool) else "VALUE_NULL"
+        raise EsError(400, "illegal_argument_exception",
+                      "Malformed action/metadata line [%d], expected a simple value for field [%s] "
+                      "but found [%s]" % (line, field, kind))
+    return str(value)
+
+
+def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
+    """POST /_bulk: NDJSON actions, answered per item as Elasticsearch 7.10 does."""
+    t0 = time.monotonic()
+    ct = content_type_error(headers, body, bulk=True)
+    if ct:
+        return Reply(406, ct, [])
+    check_params(params, BULK_PARAMS, raw_path)
+    if not body:
+        raise EsError(400, "parse_exception", "request body is required")
+    if not body.endswith(b"\n"):
+        raise EsError(400, "illegal_argument_exception",
+                      "The bulk request must be terminated by a newline [\\n]")
+    default_index = path_segs[0] if path_segs else None
+    default_type = path_segs[1] if len(path_segs) > 1 else params.get("type")
+    lines = body.split(b"\n")[:-1]
+    actions = []                 # (action, index, type, id, source bytes or None, typed)
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i]
+        if not line.strip(b" \t\r"):
+            i += 1
+            continue
+        try:
+            meta_line = parse_json_text(line)
+        except _JsonProblem as e:
+            raise EsError(400, "json_parse_exception", str(e))
+        if not isinstance(meta_line, dict):
+            raise EsError(400, "illegal_argument_exception",
+                          "Malformed action/metadata line [%d], expected START_OBJECT or "
+                          "END_OBJECT but found [%s]" % (lineno, _token_name(meta_line)))
+        if len(meta_line) != 1:
+            raise EsError(400, "illegal_argument_exception",
+                          "Malformed action/metadata line [%d], expected FIELD_NAME but found "
+                          "[%s]" % (lineno, "END_OBJECT" if not meta_line else "FIELD_NAME"))
+        action, meta = next(iter(meta_line.items()))
+        if action not in ("create", "index", "delete", "update"):
+            raise EsError(400, "illegal_argument_exception",
+                          "Malformed action/metadata line [%d], expected one of [create, delete, "
+                          "index, update] but found [%s]" % (lineno, action))
+        if not isinstance(meta, dict):
+            raise EsError(400, "illegal_argument_exception",
+                          "Malformed action/metadata line [%d], expected START_OBJECT but found "
+                          "[%s]" % (lineno, _token_name(meta)))
+        for key in meta:
+            if key not in BULK_META:
+                raise EsError(400, "illegal_argument_exception",
+                              "Action/metadata line [%d] contains an unknown parameter [%s]"
+                              % (lineno, key))
+        index = _meta_str(meta["_index"], "_index", lineno) if "_index" in meta else default_index
+        type_ = _meta_str(meta["_type"], "_type", lineno) if "_type" in meta else default_type
+        id_ = _meta_str(meta["_id"], "_id", lineno) if "_id" in meta else None
+        if type_ == "_doc":
+            type_ = None
+        source = None
+        if action != "delete":
+            if i + 1 >= len(lines):
+                break            # ES 7.10 drops an action whose source line is missing
+            source = lines[i + 1]
+            if source.endswith(b"\r"):
+                source = source[:-1]
+            i += 2
+        else:
+            i += 1
+        actions.append((action, index, type_, id_, source))
+    problems = []
+    for action, index, type_, id_, source in actions:
+        if index is None:
+            problems.append("index is missing")
+        if id_ is not None and id_ == "":
+            problems.append("if _id is specified it must not be empty")
+        elif id_ is not None and len(id_.encode("utf-8")) > MAX_ID_BYTES:
+            problems.append("id [%s] is too long, must be no longer than 512 bytes but was: %d"
+                            % (id_, len(id_.encode("utf-8"))))
+        if action == "delete" and id_ is None:
+            problems.append("id is missing")
+    if not actions:
+        problems.append("no requests added")
+    if problems:
+        raise EsError(400, "action_request_validation_exception", "Validation Failed: " + "".join(
+            "%d: %s;" % (k, p) for k, p in enumerate(problems, 1)))
+
+    fail_items = int(mode.get("fail_items") or 0)
+    items = []
+    typed_any = False
+    with cluster.lock:
+        for n, (action, index, type_, id_, source) in enumerate(actions):
+            typed_any = typed_any or type_ is not None
+            head = {"_index": index, "_type": type_ or "_doc", "_id": id_}
+            try:
+                if n < fail_items:
+                    raise rejected_execution(len(body))
+                validate_index_name(index)
+                if action in ("create", "index"):
+                    status, result = cluster.write(index, type_, id_, source, action, "bulk")
+                elif action == "delete":
+                    status, result = cluster.delete(index, type_, id_)
+                else:
+                    raise EsError(400, "illegal_argument_exception",
+                                  "the stand-in does not implement bulk update")
+                result["status"] = status
+                items.append({action: result})
+            except EsError as e:
+                if e.etype != "invalid_index_name_exception":
+                    idx = cluster.indices.get(index)
+                    if idx is not None:
+                        head["_type"] = type_ or idx["type"] or "_doc"
+                head["status"] = e.status
+                head["error"] = e.item()
+                items.append({action: head})
+    out = {"took": int((time.monotonic() - t0) * 1000),
+           "errors": any("error" in next(iter(it.values())) for it in items),
+           "items": items}
+    return Reply(200, out, [("Warning", TYPES_WARNING)] if typed_any else [])
+
+
+def _token_name(value):
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, str):
+        return "VALUE_STRING"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if value is None:
+        return "VALUE_NULL"
+    return "VALUE_NUMBER"
+
+
+# -------------------------------------------------------------- the server
+
+class Config:
+    def __init__(self, args):
+        self.region = args.region
+        self.service = args.service
+        self.access_key = args.access_key
+        self.secret_key = args.secret_key
+        self.session_token = args.session_token
+        self.require_signature = args.require_signature
+        self.basic_user = args.basic_user
+        self.basic_password = args.basic_password
+        self.verbose = args.verbose
+
+
+class BodyError(Exception):
+    pass
+
+
+def _decode_segment(seg):
+    return urllib.parse.unquote(seg, errors="strict")
+
+
+def _parse_query(raw_query):
+    params = {}
+    for pair in raw_query.split("&") if raw_query else []:
+        if pair:
+            k, _, v = pair.partition("=")
+            params[urllib.parse.unquote_plus(k)] = urllib.parse.unquote_plus(v)
+    return params
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "es-standin"
+    disable_nagle_algorithm = True
+
+    # -- plumbing
+    def log_message(self, fmt, *args):
+        # http.server's own complaints (bad request lines, timeouts); they hold
+        # no header values.
+        sys.stderr.write("es_standin: %s\n" % (fmt % args))
+
+    def _read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").strip().lower()
+        if te:
+            if te != "chunked":
+                raise BodyError("unsupported Transfer-Encoding")
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(1024)
+                if not line.endswith(b"\n"):
+                    raise BodyError("bad chunk size line")
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise BodyError("bad chunk size")
+                if size == 0:
+                    while True:           # trailers
+                        line = self.rfile.readline(8192)
+                        if line in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                total += size
+                if total > MAX_BODY:
+                    raise BodyError("body too large")
+                data = self.rfile.read(size)
+                if len(data) != size:
+                    raise BodyError("short chunk")
+                chunks.append(data)
+                self.rfile.readline(3)    # CRLF after the chunk
+            body = b"".join(chunks)
+        else:
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
+                body = b""
+            else:
+                if len(set(v.strip() for v in lengths)) != 1 or not lengths[0].strip().isdigit():
+                    raise BodyError("bad Content-Length")
+                size = int(lengths[0])
+                if size > MAX_BODY:
+                    raise BodyError("body too large")
+                body = self.rfile.read(size)
+                if len(body) != size:
+                    raise BodyError("short body")
+        encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        if encoding in ("gzip", "deflate"):
+            try:
+                body = zlib.decompress(body, 47 if encoding == "gzip" else 15)
+            except zlib.error:
+                raise BodyError("bad %s body" % encoding)
+        return body
+
+    def _send(self, status, body=None, headers=(), head=False):
+        """Write one whole response (headers and body in one send)."""
+        if isinstance(body, (dict, list)):
+            if self._pretty:
+                data = (json.dumps(body, indent=2, separators=(",", " : "),
+                                   ensure_ascii=False) + "\n").encode("utf-8")
+            else:
+                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        else:
+            data = body or b""
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        out = ["HTTP/1.1 %d %s" % (status, reason)]
+        names = {k.lower() for k, _ in headers}
+        if "content-type" not in names and status not in (204, 304):
+            out.append("content-type: " + JSON_CT)
+        out.extend("%s: %s" % (k, v) for k, v in headers)
+        if status not in (204, 304) and status >= 200:
+            out.append("content-length: %d" % len(data))
+        if self.close_connection:
+            out.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            out.append("Connection: keep-alive")
+        payload = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+        if not head and status not in (204, 304):
+            payload += data
+        self.wfile.write(payload)
+        if self.server.cfg.verbose:
+            sys.stderr.write("es_standin: %s %s -> %d\n" % (self.command, self._raw_path, status))
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_GET
+
+    # -- one request
+    def _dispatch(self):
+        cluster = self.server.cluster
+        cfg = self.server.cfg
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urllib.parse.urlsplit(target)
+            target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        raw_path, _, raw_query = target.partition("?")
+        self._raw_path = raw_path
+        params = _parse_query(raw_query)
+        self._pretty = params.get("pretty") in ("", "true")
+        head = self.command == "HEAD"
+        try:
+            body = self._read_body()
+        except BodyError as e:
+            self.close_connection = True
+            self._send(400, simple_error(400, "stand-in could not read the body: %s" % e))
+            return
+        if raw_path == "/_standin" or raw_path.startswith("/_standin/"):
+            return self._control(raw_path, params, body)
+
+        headers = list(self.headers.items())
+        ct = [v for k, v in headers if k.lower() == "content-type"]
+        entry = {
+            "time": time.time(), "method": self.command, "path": raw_path, "query": raw_query,
+            "status": None, "conn": "%s:%d" % self.client_address[:2],
+            "content_type": ct[0] if ct else None, "body_len": len(body),
+            "body": body[:LOG_BODY_MAX].decode("utf-8", "backslashreplace"),
+            "body_truncated": len(body) > LOG_BODY_MAX,
+            "headers": [[k, "<redacted>" if k.lower() in SECRET_HEADERS else v] for k, v in headers],
+            "fault": [], "closed": False, "basic_ok": None,
+        }
+        fail = None
+        if cfg.basic_user is not None:
+            ok, fail = check_basic(cfg, headers, raw_path)
+            entry["basic_ok"] = ok
+            sig = verify_sigv4(_NO_KEYS, self.command, raw_path, raw_query, [], body)
+        else:
+            sig = verify_sigv4(cfg, self.command, raw_path, raw_query, headers, body)
+            if sig["fail"]:
+                fail = sig["fail"] + ([],)
+        sig.pop("fail")
+        entry.update(sig)
+
+        mode = cluster.take_mode()
+        if mode.get("delay_ms"):
+            entry["fault"].append("delay")
+            time.sleep(mode["delay_ms"] / 1000.0)
+        if mode.get("close"):
+            entry["fault"].append("close")
+            entry["closed"] = True
+            cluster.log(entry)
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if mode.get("status"):
+            status = mode["status"]
+            entry["fault"].append("status")
+            out = mode["body"] if "body" in mode else fault_error(status).body()
+            extra = [("Retry-After", str(mode["retry_after"]))] if "retry_after" in mode else []
+            if not isinstance(out, (dict, list)):
+                out = json.dumps(out).encode("utf-8")
+            entry["status"] = status
+            cluster.log(entry)
+            self._send(status, out, extra, head)
+            return
+        if fail:
+            entry["status"] = fail[0]
+            cluster.log(entry)
+            self._send(fail[0], fail[1], fail[2], head)
+            return
+
+        try:
+            segs = [_decode_segment(s) for s in raw_path.split("/") if s]
+        except UnicodeDecodeError:
+            reply = Reply(400, EsError(400, "illegal_argument_exception",
+                                       "unable to decode the path as UTF-8").body(), [])
+        else:
+            if mode.get("fail_items"):
+                entry["fault"].append("fail_items")
+            reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+        entry["status"] = reply.status
+        cluster.log(entry)
+        self._send(reply.status, reply.body, reply.headers, head)
+
+    # -- control API
+    def _control(self, raw_path, params, body):
+        cluster = self.server.cluster
+        method = self.command
+        if raw_path == "/_standin/docs" and method == "GET":
+            return self._send(200, {"docs": cluster.doc_list(params.get("index"))})
+        if raw_path == "/_standin/requests" and method == "GET":
+            with cluster.lock:
+                reqs = [dict(r) for r in cluster.requests]
+            return self._send(200, {"requests": reqs})
+        if raw_path == "/_standin/reset" and method == "POST":
+            cluster.reset()
+            return self._send(200, {"acknowledged": True})
+        if raw_path == "/_standin/mode" and method == "GET":
+            return self._send(200, {"mode": cluster.get_mode()})
+        if raw_path == "/_standin/mode" and method == "POST":
+            try:
+                mode = json.loads(body.decode("utf-8")) if body.strip() else {}
+                mode = validate_mode(mode)
+            except (ValueError, UnicodeDecodeError) as e:
+                return self._send(400, simple_error(400, "bad mode: %s" % e))
+            cluster.set_mode(mode)
+            return self._send(200, {"mode": cluster.get_mode()})
+        return self._send(404, simple_error(404, "no stand-in control %s %s" % (method, raw_path)))
+
+
+def validate_mode(mode):
+    if not isinstance(mode, dict):
+        raise ValueError("the mode is a JSON object")
+    ints = {"delay_ms": (0, 600000), "status": (100, 599), "fail_items": (0, 1 << 30),
+            "count": (1, 1 << 30), "retry_after": (0, 86400)}
+    out = {}
+    for key, value in mode.items():
+        if key in ints:
+            lo, hi = ints[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError("%s must be an integer in %d..%d" % (key, lo, hi))
+            if value or key == "count":
+                out[key] = value
+        elif key == "close":
+            if not isinstance(value, bool):
+                raise ValueError("close must be true or false")
+            if value:
+                out[key] = True
+        elif key == "body":
+            out[key] = value
+        else:
+            raise ValueError("unknown key %r" % key)
+    if ("body" in out or "retry_after" in out) and "status" not in out:
+        raise ValueError("body and retry_after go with status")
+    if set(out) == {"count"}:
+        out = {}
+    return out
+
+
+class _NoKeys:
+    access_key = None
+    require_signature = False
+
+
+_NO_KEYS = _NoKeys()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+
+def write_port_file(path, port):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Elasticsearch 7.10 stand-in with SigV4 checks "
+                                             "(listens on 127.0.0.1 only)")
+    ap.add_argument("--port", type=int, default=0, help="port, 0 picks one")
+    ap.add_argument("--port-file", help="write the port here once listening")
+    ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--service", default="es")
+    ap.add_argument("--access-key")
+    ap.add_argument("--secret-key", help="or ES_STANDIN_SECRET_KEY")
+    ap.add_argument("--session-token", help="or ES_STANDIN_SESSION_TOKEN")
+    ap.add_argument("--require-signature", action="store_true",
+                    help="403 Missing Authentication Token without an Authorization header")
+    ap.add_argument("--basic-user")
+    ap.add_argument("--basic-password", help="or ES_STANDIN_BASIC_PASSWORD")
+    ap.add_argument("--verbose", action="store_true", help="one line per request on stderr")
+    args = ap.parse_args(argv)
+    env = os.environ
+    args.secret_key = args.secret_key or env.get("ES_STANDIN_SECRET_KEY") or None
+    args.session_token = args.session_token or env.get("ES_STANDIN_SESSION_TOKEN") or None
+    args.basic_password = args.basic_password or env.get("ES_STANDIN_BASIC_PASSWORD") or None
+    if (args.access_key is None) != (args.secret_key is None):
+        ap.error("--access-key and --secret-key go together")
+    if args.session_token is not None and args.access_key is None:
+        ap.error("--session-token needs --access-key and --secret-key")
+    if (args.basic_user is None) != (args.basic_password is None):
+        ap.error("--basic-user and --basic-password go together")
+    if args.basic_user is not None and (args.access_key is not None or args.require_signature):
+        ap.error("basic authentication and SigV4 both use Authorization: pick one")
+    if args.access_key is not None:
+        _botocore()                     # fail now, not on the first request
+
+    server = Server(("127.0.0.1", args.port), Handler)
+    server.cfg = Config(args)
+    server.cluster = Cluster()
+    port = server.server_address[1]
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    if args.verbose:
+        sys.stderr.write("es_standin: listening on 127.0.0.1:%d\n" % port)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0
+
+
+# ------------------------------------------------------ the class for tests
+
+PYTHON = os.environ.get("TEST_PYTHON", "/usr/bin/python3")
+SCRIPT = os.path.abspath(__file__)
+
+Response = namedtuple("Response", "status reason headers body")
+
+
+def _json_of(resp):
+    return json.loads(resp.body.decode("utf-8"))
+
+
+Response.json = _json_of
+Response.header = lambda self, name: next(
+    (v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def sigv4_headers(method, url, body=b"", headers=None, *, access_key, secret_key,
+                  session_token=None, region="us-east-1", service="es", amz_date=None,
+                  content_sha256=False):
+    """Sign a request with botocore's SigV4Auth; returns the headers to send (a list).
+
+    url is the full http://host:port/path?query; headers are signed as given
+    (a Host header is added from url when missing).  amz_date
+    ("YYYYMMDDTHHMMSSZ") signs at another time; content_sha256 adds and signs
+    x-amz-content-sha256.
+    """
+    bc = _botocore()
+    body = body or b""
+    req = bc.awsrequest.AWSRequest(method=method, url=url, data=body)
+    given = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    if not any(k.lower() == "host" for k, _ in given):
+        given.insert(0, ("Host", urllib.parse.urlsplit(url).netloc))
+    for k, v in given:
+        req.headers[k] = v
+    if content_sha256:
+        req.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
+    signer = bc.auth.SigV4Auth(bc.credentials.Credentials(access_key, secret_key, session_token),
+                               service, region)
+    if amz_date is None:
+        signer.add_auth(req)
+    else:
+        # add_auth() with a chosen time instead of now: the same steps.
+        req.context["timestamp"] = amz_date
+        signer._modify_request_before_signing(req)
+        canonical = signer.canonical_request(req)
+        sts = signer.string_to_sign(req, canonical)
+        signer._inject_signature_to_request(req, signer.signature(sts, req))
+    return list(req.headers.items())
+
+
+class StandinError(Exception):
+    pass
+
+
+class Standin:
+    """Run es_standin.py as a subprocess for one test file.
+
+        with Standin(access_key="AK", secret_key="SK") as es:
+            r = es.request("PUT", "/i/_create/1", b'{"a":1}', sign=True,
+                           headers={"Content-Type": "application/json"})
+            es.docs(); es.requests(); es.mode(status=503, count=2); es.reset()
+
+    Options (to the constructor or start()): region, service, access_key,
+    secret_key, session_token, require_signature, basic_user, basic_password,
+    verbose, port.  Secrets travel to the child in its environment, not argv.
+    """
+
+    def __init__(self, **opts):
+        self.opts = opts
+        self.proc = None
+        self.port = None
+        self._tmp = None
+
+    # -- life
+    def start(self, timeout=10.0, **opts):
+        if self.proc is not None:
+            raise StandinError("already started")
+        self.opts.update(opts)
+        o = self.opts
+        self._tmp = tempfile.mkdtemp(prefix="es-standin-")
+        port_file = os.path.join(self._tmp, "port")
+        argv = [PYTHON, SCRIPT, "--port", str(o.get("port", 0)), "--port-file", port_file,
+                "--region", o.get("region", "us-east-1"), "--service", o.get("service", "es")]
+        env = dict(os.environ)
+        for k in ("ES_STANDIN_SECRET_KEY", "ES_STANDIN_SESSION_TOKEN", "ES_STANDIN_BASIC_PASSWORD"):
+            env.pop(k, None)
+        if o.get("access_key") is not None:
+            argv += ["--access-key", o["access_key"]]
+            env["ES_STANDIN_SECRET_KEY"] = o["secret_key"]
+        if o.get("session_token") is not None:
+            env["ES_STANDIN_SESSION_TOKEN"] = o["session_token"]
+        if o.get("require_signature"):
+            argv.append("--require-signature")
+        if o.get("basic_user") is not None:
+            argv += ["--basic-user", o["basic_user"]]
+            env["ES_STANDIN_BASIC_PASSWORD"] = o["basic_password"]
+        if o.get("verbose"):
+            argv.append("--verbose")
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(port_file) as f:
+                    text = f.read()
+                if text.endswith("\n"):
+                    self.port = int(text)
+                    break
+            except FileNotFoundError:
+                pass
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()
+                raise StandinError("es_standin exited with status %d before listening" % code)
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StandinError("es_standin did not listen within %.0f s" % timeout)
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        """Terminate the server and wait for it; idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def __del__(self):
+        try:
+            self.stop()
+        except Exception:
+            pass
+
+    # -- addresses
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def connection(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    # -- control API
+    def _control(self, method, path, obj=None):
+        body = None if obj is None else json.dumps(obj).encode("utf-8")
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "application/json"} if body else {})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise StandinError("%s %s: %d %s" % (method, path, resp.status,
+                                                 data.decode("utf-8", "replace")))
+        return json.loads(data.decode("utf-8"))
+
+    def docs(self, index=None):
+        """Stored documents in creation order: dicts index, type, id, source, raw, via, op, ..."""
+        q = "?index=" + urllib.parse.quote(index, safe="") if index is not None else ""
+        return self._control("GET", "/_standin/docs" + q)["docs"]
+
+    def requests(self):
+        """The request log (control requests excluded), oldest first."""
+        return self._control("GET", "/_standin/requests")["requests"]
+
+    def reset(self):
+        """Forget indices, documents, the request log and the fault mode."""
+        self._control("POST", "/_standin/reset", {})
+
+    def mode(self, **kw):
+        """Set the fault mode (no arguments: back to normal); returns the mode now in force."""
+        return self._control("POST", "/_standin/mode", kw)["mode"]
+
+    def get_mode(self):
+        return self._control("GET", "/_standin/mode")["mode"]
+
+    # -- Elasticsearch requests
+    def sign(self, method, path, body=b"", headers=None, **kw):
+        """Headers for a request to path signed with the stand-in's own credentials
+        (kw overrides: access_key, secret_key, session_token, region, service,
+        amz_date, content_sha256)."""
+        o = dict(access_key=self.opts.get("access_key"), secret_key=self.opts.get("secret_key"),
+                 session_token=self.opts.get("session_token"),
+                 region=self.opts.get("region", "us-east-1"),
+                 service=self.opts.get("service", "es"))
+        o.update(kw)
+        return sigv4_headers(method, self.url + path, body, headers, **o)
+
+    def request(self, method, path, body=b"", headers=None, sign=False, conn=None, timeout=10):
+        """Send one request; returns Response(status, reason, headers, body bytes).
+
+        sign: False, True (the stand-in's credentials) or a dict of sign() overrides.
+        conn: an http.client.HTTPConnection to reuse (kept open); else a new one, closed.
+        """
+        body = body or b""
+        if sign:
+            hdrs = self.sign(method, path, body, headers, **(sign if isinstance(sign, dict) else {}))
+        else:
+            hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        own = conn is None
+        if own:
+            conn = self.connection(timeout)
+        try:
+            conn.putrequest(method, path, skip_host=any(k.lower() == "host" for k, _ in hdrs),
+                            skip_accept_encoding=True)
+            for k, v in hdrs:
+                conn.putheader(k, v)
+            if body or method in ("POST", "PUT"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body if body else None)
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, resp.reason, resp.getheaders(), data)
+        finally:
+            if own:
+                conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
