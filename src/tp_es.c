@@ -21,6 +21,7 @@ struct tp_es {
     size_t answer_len, answer_cap;
     int answer_cut;
     long connects;
+    tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -153,6 +154,7 @@ void tp_es_free(tp_es *es)
         return;
     if (es->curl)
         curl_easy_cleanup(es->curl);
+    tp_sigv4_key_cache_clear(&es->keys);
     free(es->base);
     free(es->prefix);
     free(es->host_header);
@@ -272,7 +274,7 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
         tp_sigv4_params params = { cfg->region, cfg->aws_service, now, 1, aoss, 0, 0 };
         char serr[256];
 
-        if (tp_sigv4_sign(&req, &creds, &params, &sig, serr, sizeof(serr)) < 0) {
+        if (tp_sigv4_sign_cached(&req, &creds, &params, &es->keys, &sig, serr, sizeof(serr)) < 0) {
             snprintf(err, errlen, "signing failed: %s", serr);
             result = TP_ES_REJECT;
             goto done;

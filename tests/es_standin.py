@@ -69,6 +69,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import zlib
 from collections import namedtuple
@@ -208,19 +209,18 @@ def _utf8_error(data, err):
     pos = err.start
     lead = data[pos]
     text = data[:pos].decode("utf-8")
+    at = _at(text, len(text))
     if 0x80 <= lead <= 0xBF or lead in (0xC0, 0xC1) or lead >= 0xF5:
-        return "Invalid UTF-8 start byte 0x%x" % lead + _at(text, len(text))
+        return "Invalid UTF-8 start byte 0x%x" % lead + at
     need = 1 if lead < 0xE0 else 2 if lead < 0xF0 else 3
     for k in range(1, need + 1):
         if pos + k >= len(data):
-            return "Unexpected end-of-input in VALUE_STRING" + _at(text, len(text))
-        b = data[pos + k]
-        if not 0x80 <= b <= 0xBF or k == 1:
-            # k == 1: the second byte may be in range yet make an overlong
-            # form or a surrogate; strict UTF-8 refuses it either way.
-            if not 0x80 <= b <= 0xBF or err.end - err.start <= 1:
-                return "Invalid UTF-8 middle byte 0x%x" % b + _at(text, len(text))
-    return "Invalid UTF-8 middle byte 0x%x" % data[pos + 1] + _at(text, len(text))
+            return "Unexpected end-of-input in VALUE_STRING" + at
+        if not 0x80 <= data[pos + k] <= 0xBF:
+            return "Invalid UTF-8 middle byte 0x%x" % data[pos + k] + at
+    # Well-formed continuation bytes, yet an overlong form, a surrogate or
+    # beyond U+10FFFF: strict UTF-8 refuses it; blame the second byte.
+    return "Invalid UTF-8 middle byte 0x%x" % data[pos + 1] + at
 
 
 class _JsonProblem(Exception):
@@ -294,22 +294,12 @@ def parse_source(data):
     """Parse a document source as DocumentParser would; returns the object or raises EsError."""
     if not data:
         raise EsError(400, "mapper_parsing_exception", "failed to parse, document is empty")
-    stripped = data.lstrip(b" \t\r\n")
-    if stripped[:3] == b"\xef\xbb\xbf":
-        stripped = stripped[3:].lstrip(b" \t\r\n")
-    first = stripped[:1]
-    if first and first != b"{" and first in b'["-0123456789tfn':
-        # A JSON value but not an object.  (A bad first token is Jackson's error below.)
-        try:
-            parse_json_text(data)
-        except _JsonProblem as e:
-            if not first.isalpha():
-                raise EsError(400, "mapper_parsing_exception", "failed to parse", caused_by={
-                    "type": "json_parse_exception", "reason": str(e)})
-            raise EsError(400, "mapper_parsing_exception", "failed to parse", caused_by={
-                "type": "json_parse_exception", "reason": str(e)})
-        raise EsError(400, "mapper_parsing_exception", "Malformed content, must start with an object")
-    if not first:
+    rest = data.lstrip(b" \t\r\n")
+    if rest.startswith(b"\xef\xbb\xbf"):
+        rest = rest[3:].lstrip(b" \t\r\n")
+    first = rest[:1]
+    if not first or first in b'["-0123456789':
+        # No token, or a first token that is a value but not an object.
         raise EsError(400, "mapper_parsing_exception", "Malformed content, must start with an object")
     try:
         value = parse_json_text(data)
@@ -430,16 +420,10 @@ class Cluster:
         result is the item body Elasticsearch answers (without "status").
         """
         with self.lock:
-            idx_existed = index in self.indices
+            # Like ES, the index is created even when the document then fails.
             idx = self.index(index, create=True)
-            try:
-                type_ = self.check_type(idx, type_)
-                source = parse_source(raw)
-            except EsError:
-                if not idx_existed and not idx["docs"]:
-                    # ES would have created the index anyway; keep it, as it does.
-                    pass
-                raise
+            type_ = self.check_type(idx, type_)
+            source = parse_source(raw)
             if id_ is None:
                 id_ = _b64id(15)
             old = idx["docs"].get(id_)
@@ -500,8 +484,9 @@ def _botocore():
     return botocore
 
 
-def _header_text(value):
-    """Header values arrive decoded as ISO-8859-1; give back their UTF-8 text when they are UTF-8."""
+def _wire_text(value):
+    """http.server decodes the request line and headers as ISO-8859-1; give back
+    the UTF-8 text those bytes spell when they are UTF-8 (else the text as is)."""
     try:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -654,18 +639,18 @@ def verify_sigv4(cfg, method, raw_path, raw_query, headers, body, now=None):
 
     bc = _botocore()
     hosts = hdr_all("host")
-    url = "http://%s%s" % (hosts[0].strip(), raw_path)
+    url = "http://%s%s" % (hosts[0].strip(), _wire_text(raw_path))
     # botocore canonicalises the query from decoded (key, value) pairs, as AWS
     # does on its side: percent-decode here ('+' stays a plus), it re-encodes.
     params = []
-    for pair in raw_query.split("&") if raw_query else []:
+    for pair in _wire_text(raw_query).split("&") if raw_query else []:
         if pair:
             k, _, v = pair.partition("=")
             params.append((urllib.parse.unquote(k), urllib.parse.unquote(v)))
     request = bc.awsrequest.AWSRequest(method=method, url=url, data=body, params=params)
     for name, value in headers:
         if name.lower() in signed_list:
-            request.headers[name] = _header_text(value)      # keeps repeated headers
+            request.headers[name] = _wire_text(value)      # keeps repeated headers
     request.context["timestamp"] = stamp
     creds = bc.credentials.Credentials(cfg.access_key, cfg.secret_key, cfg.session_token)
     signer = bc.auth.SigV4Auth(creds, cfg.service, cfg.region)
@@ -790,7 +775,8 @@ def handle_es(cluster, method, segs, params, raw_path, headers, body, mode):
             return Reply(200, {"name": "standin", "cluster_name": "standin",
                                "cluster_uuid": cluster.cluster_uuid, "version": ES_VERSION,
                                "tagline": "You Know, for Search"}, [])
-        if segs[-1] == "_bulk" and n <= 3 and all(not s.startswith("_") for s in segs[:-1]):
+        if segs[-1] == "_bulk" and n <= 3 and not (n > 1 and segs[0].startswith("_")) and \
+                not (n == 3 and segs[1].startswith("_") and segs[1] != "_doc"):
             if method not in ("POST", "PUT"):
                 return method_not_allowed(raw_path, method, ["POST", "PUT"])
             return bulk(cluster, segs[:-1], params, raw_path, headers, body, mode)
@@ -942,6 +928,8 @@ def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
                       "The bulk request must be terminated by a newline [\\n]")
     default_index = path_segs[0] if path_segs else None
     default_type = path_segs[1] if len(path_segs) > 1 else params.get("type")
+    if default_type == "_doc":
+        default_type = None
     lines = body.split(b"\n")[:-1]
     actions = []                 # (action, index, type, id, source bytes or None, typed)
     i = 0
@@ -1265,14 +1253,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         try:
-            segs = [_decode_segment(s) for s in raw_path.split("/") if s]
+            segs = [_decode_segment(s) for s in _wire_text(raw_path).split("/") if s]
         except UnicodeDecodeError:
             reply = Reply(400, EsError(400, "illegal_argument_exception",
                                        "unable to decode the path as UTF-8").body(), [])
         else:
             if mode.get("fail_items"):
                 entry["fault"].append("fail_items")
-            reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+            try:
+                reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+            except Exception as e:       # a stand-in bug: say so rather than hang up
+                traceback.print_exc()
+                reply = Reply(500, EsError(500, "exception", "stand-in bug: %r" % e).body(), [])
         entry["status"] = reply.status
         cluster.log(entry)
         self._send(reply.status, reply.body, reply.headers, head)
@@ -1306,7 +1298,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def validate_mode(mode):
     if not isinstance(mode, dict):
         raise ValueError("the mode is a JSON object")
-    ints = {"delay_ms": (0, 600000), "status": (100, 599), "fail_items": (0, 1 << 30),
+    ints = {"delay_ms": (0, 600000), "status": (200, 599), "fail_items": (0, 1 << 30),
             "count": (1, 1 << 30), "retry_after": (0, 86400)}
     out = {}
     for key, value in mode.items():
@@ -1642,7 +1634,8 @@ class Standin:
                             skip_accept_encoding=True)
             for k, v in hdrs:
                 conn.putheader(k, v)
-            if body or method in ("POST", "PUT"):
+            framed = any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs)
+            if not framed and (body or method in ("POST", "PUT")):
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body if body else None)
             resp = conn.getresponse()
