@@ -745,8 +745,10 @@ def check_params(params, allowed, raw_path):
         raise EsError(400, "illegal_argument_exception", "Unknown value for refresh: [%s]." % refresh)
 
 
-def content_type_error(headers, body, bulk):
-    """406 body when a request with content has no acceptable Content-Type, else None."""
+def content_type_error(headers, body):
+    """406 body when a request with content has no acceptable Content-Type, else None.
+
+    Like ES 7.10, application/x-ndjson is JSON everywhere, the document API included."""
     if not body:
         return None
     values = [v for k, v in headers if k.lower() == "content-type"]
@@ -855,7 +857,7 @@ def index_api(cluster, method, index, params, raw_path):
 
 def doc_write(cluster, index, type_, id_, params, raw_path, headers, body, op, via, typed):
     """PUT|POST a document; op None means "index unless ?op_type=create"."""
-    ct = content_type_error(headers, body, bulk=False)
+    ct = content_type_error(headers, body)
     if ct:
         return Reply(406, ct, [])
     check_params(params, WRITE_PARAMS, raw_path)
@@ -917,7 +919,7 @@ def _meta_str(value, field, line):
 def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
     """POST /_bulk: NDJSON actions, answered per item as Elasticsearch 7.10 does."""
     t0 = time.monotonic()
-    ct = content_type_error(headers, body, bulk=True)
+    ct = content_type_error(headers, body)
     if ct:
         return Reply(406, ct, [])
     check_params(params, BULK_PARAMS, raw_path)
