@@ -43,6 +43,16 @@ static const tp_config_var vars[] = {
       "total timeout of one Elasticsearch request, milliseconds" },
     { "TRACKPIXEL_OUTPUT", TP_CONF_STRING, "events.ndjson", 0,
       "file the documents are appended to in _bulk format when TRACKPIXEL_ES_URL is unset" },
+    { "TRACKPIXEL_SPOOL_DIR", TP_CONF_STRING, "/var/spool/trackpixel", 0,
+      "directory of the journal and dead letters (must be writable by the worker); empty: no journal, failed documents are dropped" },
+    { "TRACKPIXEL_SPOOL_MAX_MB", TP_CONF_COUNT, "1024", 0,
+      "spool size limit in MiB; when full, new documents are dropped (and counted)" },
+    { "TRACKPIXEL_SPOOL_FSYNC", TP_CONF_BOOL, "0", 0,
+      "1: fdatasync the journal after each append (survives power loss, costs a disk flush per hit)" },
+    { "TRACKPIXEL_SHUTDOWN_MS", TP_CONF_MS, "3000", 0,
+      "at SIGTERM, how long pending documents are tried before exiting, milliseconds" },
+    { "TRACKPIXEL_BODY_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
+      "read deadline for a POST body, milliseconds; a slower body is recorded as cut" },
     { "TRACKPIXEL_STAGE", TP_CONF_STRING, "prod", 0,
       "context.stage of every document" },
     { "TRACKPIXEL_STAGE_VAR_<name>", TP_CONF_PREFIX, NULL, 0,
@@ -67,6 +77,7 @@ static const slot slots[] = {
     S(region), { offsetof(tp_config, region), 1 },
     S(access_key_id), S(secret_access_key), S(session_token),
     S(connect_timeout_ms), S(timeout_ms), S(output),
+    S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(body_timeout_ms),
     S(stage), NONE, S(api_id),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
 };
@@ -204,10 +215,12 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
 
         switch (v->kind) {
         case TP_CONF_MS:
-        case TP_CONF_COUNT: {
-            long max = v->kind == TP_CONF_MS ? 3600000L : (1L << 30);
-            if (parse_long(val, 1, max, (long *)(void *)base) < 0) {
-                snprintf(err, errlen, "%s: not a number from 1 to %ld", v->name, max);
+        case TP_CONF_COUNT:
+        case TP_CONF_BOOL: {
+            long min = v->kind == TP_CONF_BOOL ? 0 : 1;
+            long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 : (1L << 30);
+            if (parse_long(val, min, max, (long *)(void *)base) < 0) {
+                snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
                 return -1;
             }
             break;
@@ -264,7 +277,7 @@ void tp_config_free(tp_config *cfg)
 
     for (i = 0; i < n; i++) {
         if (vars[i].kind == TP_CONF_MS || vars[i].kind == TP_CONF_COUNT ||
-            vars[i].kind == TP_CONF_PREFIX || slots[i].fallback)
+            vars[i].kind == TP_CONF_BOOL || vars[i].kind == TP_CONF_PREFIX || slots[i].fallback)
             continue;
         free(*(char **)(void *)((char *)cfg + slots[i].offset));
     }
@@ -321,7 +334,7 @@ const char *tp_config_show(const tp_config *cfg, const tp_config_var *var,
             snprintf(out, outcap, "(none)");
         return out;
     }
-    if (var->kind == TP_CONF_MS || var->kind == TP_CONF_COUNT) {
+    if (var->kind == TP_CONF_MS || var->kind == TP_CONF_COUNT || var->kind == TP_CONF_BOOL) {
         snprintf(out, outcap, "%ld", *(const long *)(const void *)((const char *)cfg + slots[i].offset));
         return out;
     }

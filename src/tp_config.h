@@ -23,7 +23,8 @@ typedef enum tp_config_kind {
     TP_CONF_INDEX,        /* an Elasticsearch index or type name */
     TP_CONF_MS,           /* milliseconds, 1 .. 3600000          */
     TP_CONF_COUNT,        /* a count or byte size, 1 .. 1<<30     */
-    TP_CONF_PREFIX        /* TRACKPIXEL_STAGE_VAR_<name>          */
+    TP_CONF_PREFIX,       /* TRACKPIXEL_STAGE_VAR_<name>          */
+    TP_CONF_BOOL          /* 0 or 1                               */
 } tp_config_kind;
 
 typedef struct tp_config_var {
@@ -53,6 +54,13 @@ typedef struct tp_config {
     long connect_timeout_ms;
     long timeout_ms;
     char *output;                  /* the embedded default's file */
+
+    /* Durability (with a cluster): "" spool_dir means no journal. */
+    char *spool_dir;
+    long spool_max_mb;
+    long spool_fsync;
+    long shutdown_ms;              /* delivery attempts at stop        */
+    long body_timeout_ms;          /* read deadline for a POST body    */
 
     /* The document. */
     char *stage;

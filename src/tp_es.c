@@ -317,7 +317,11 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
     }
     answer_reason(es, reason, sizeof(reason));
     snprintf(err, errlen, "HTTP %ld%s%s", code, reason[0] ? ": " : "", reason);
-    result = (code == 429 || code >= 500) ? TP_ES_RETRY : TP_ES_REJECT;
+    /* 429 and 5xx are the cluster's trouble; 401/403 (credentials, access
+     * policy) and 408 are not the document's fault either: a fix on the
+     * cluster's side makes them work.  Other 4xx are about the document. */
+    result = (code == 429 || code >= 500 || code == 401 || code == 403 || code == 408)
+             ? TP_ES_RETRY : TP_ES_REJECT;
     goto done;
 
 oom:
@@ -348,4 +352,45 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
     }
     return tp_es_request(es, "POST", path, cfg->es_type ? "op_type=create" : NULL,
                          "application/json", doc, len, now, status, err, errlen);
+}
+
+long tp_es_bulk_items(const tp_es *es, tp_es_item_fn fn, void *ctx)
+{
+    json_object *j = NULL, *items = NULL;
+    long n = -1;
+    size_t i, count;
+
+    if (!es->answer_len || es->answer_cut)
+        return -1;
+    j = json_tokener_parse(es->answer);
+    if (!j || !json_object_object_get_ex(j, "items", &items) ||
+        !json_object_is_type(items, json_type_array))
+        goto done;
+    count = json_object_array_length(items);
+    for (i = 0; i < count; i++) {
+        json_object *item = json_object_array_get_idx(items, i), *op = NULL, *st = NULL, *e = NULL;
+        char reason[512] = "";
+        long status = 0;
+
+        /* {"create": {...}} (or index): the one member. */
+        json_object_object_foreach(item, key, val) {
+            (void)key;
+            op = val;
+            break;
+        }
+        if (op && json_object_object_get_ex(op, "status", &st))
+            status = (long)json_object_get_int64(st);
+        if (op && json_object_object_get_ex(op, "error", &e)) {
+            json_object *t = NULL, *r = NULL;
+            json_object_object_get_ex(e, "type", &t);
+            json_object_object_get_ex(e, "reason", &r);
+            snprintf(reason, sizeof(reason), "%s%s%s", t ? json_object_get_string(t) : "",
+                     t && r ? ": " : "", r ? json_object_get_string(r) : "");
+        }
+        fn(ctx, i, status, reason);
+    }
+    n = (long)count;
+done:
+    json_object_put(j);
+    return n;
 }

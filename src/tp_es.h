@@ -21,8 +21,9 @@ typedef struct tp_es tp_es;
 
 typedef enum tp_es_result {
     TP_ES_OK,        /* 2xx, or 409: the document is there            */
-    TP_ES_RETRY,     /* no answer, timeout, 429, 5xx: may work later  */
-    TP_ES_REJECT     /* another answer (4xx): will never work as is   */
+    TP_ES_RETRY,     /* no answer, timeout, 401, 403, 408, 429, 5xx:
+                        may work later                                 */
+    TP_ES_REJECT     /* another 4xx: this document will never work    */
 } tp_es_result;
 
 /* A client for cfg (borrowed: it must outlive the client).  NULL with err
@@ -55,5 +56,15 @@ const char *tp_es_answer(const tp_es *es, size_t *len);
 
 /* How many connections libcurl opened so far (reuse check). */
 long tp_es_connects(const tp_es *es);
+
+
+
+/*
+ * After a _bulk request answered 2xx: call fn for each item of the answer, in
+ * order, with its status and (for a failed item) "type: reason".  Returns
+ * the number of items, or -1 when the answer is not a _bulk answer.
+ */
+typedef void (*tp_es_item_fn)(void *ctx, size_t i, long status, const char *reason);
+long tp_es_bulk_items(const tp_es *es, tp_es_item_fn fn, void *ctx);
 
 #endif

@@ -104,8 +104,12 @@ class Worker:
 
     def __init__(self, env, cwd=None):
         self.port = None
-        self.env = env
         self.cwd = cwd or tempfile.mkdtemp(prefix="tp-worker-")
+        self.env = dict(env)
+        # Never the system spool: each worker gets one in its directory
+        # unless the test names one.
+        self.env.setdefault("TRACKPIXEL_SPOOL_DIR", os.path.join(self.cwd, "spool"))
+        self.spool = self.env["TRACKPIXEL_SPOOL_DIR"]
         self.stderr_path = os.path.join(self.cwd, "stderr.log")
         self.proc = None
 

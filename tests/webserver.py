@@ -1,0 +1,712 @@
+#!/usr/bin/python3
+"""webserver - run the SHIPPED web server configurations around trackpixel.
+
+The tests must run exactly what users install: apache/trackpixel.conf and
+lighttpd/50-trackpixel*.conf.  This module renders those files for a test
+without keeping a copy of them, the way an administrator would edit them:
+
+  * well-known default strings are replaced: the install path of the program
+    (/usr/local/sbin), the root-only secrets file(s), lighttpd's socket;
+  * a setting is changed by editing the one line that sets it, commented out
+    or not (`#FcgidInitialEnv AWS_REGION eu-west-1` becomes
+    `FcgidInitialEnv AWS_REGION us-east-1`; `#"AWS_REGION" => "eu-west-1",`
+    becomes `"AWS_REGION" => "us-east-1",`).
+
+Each substitution must find what it looks for (a line exactly once), so a
+change to a shipped file that the tests do not follow fails loudly
+(ConfigDrift) instead of silently testing something else.  Around the rendered
+file the test writes a minimal top-level apache2.conf / lighttpd.conf (listen
+address, modules, logs, pid file) that Includes it, as Debian's own top-level
+files include conf-enabled/.
+
+Servers listen on 127.0.0.1 only, on free ports.  Every process they start
+carries a tag in its environment (TP_WEBSERVER_TAG), so a test can list the
+processes that are its own (and only those: other tests may run trackpixel at
+the same time) and check that none survives a stop.  The test process makes
+itself a child subreaper, so trackpixel processes orphaned by a stopping
+server are reparented to it and their exit statuses can be read.
+
+Also a command, for trying the pixel by hand with the shipped configuration:
+
+    /usr/bin/python3 tests/webserver.py lighttpd|apache [--port N] [--dir DIR]
+
+serves http://127.0.0.1:N/pixel in the foreground (Ctrl-C stops it) with the
+embedded default: documents go to DIR/events.ndjson.
+"""
+import ctypes
+import grp
+import http.client
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tplib  # noqa: E402
+
+SRCDIR = tplib.SRCDIR
+BINARY = os.path.join(tplib.BUILDDIR, "src", "trackpixel")
+APACHE_CONF = os.path.join(SRCDIR, "apache", "trackpixel.conf")
+LIGHTTPD_CONF = os.path.join(SRCDIR, "lighttpd", "50-trackpixel.conf")
+LIGHTTPD_SOCKET_CONF = os.path.join(SRCDIR, "lighttpd", "50-trackpixel-socket.conf")
+APACHE_MODULES = "/usr/lib/apache2/modules"
+TAG_VAR = "TP_WEBSERVER_TAG"
+
+# The defaults the shipped files use for what a test must move.
+INSTALL_DIR = "/usr/local/sbin"
+APACHE_SECRETS = "/etc/trackpixel/secrets.conf"
+LIGHTTPD_SECRETS = "/etc/trackpixel/lighttpd/*.conf"
+LIGHTTPD_SOCKET = "/run/lighttpd/trackpixel.socket"
+SPAWN_SOCKET = "/run/trackpixel/trackpixel.sock"
+OUTPUT = "/var/lib/trackpixel/events.ndjson"
+
+
+class ConfigDrift(AssertionError):
+    """A shipped configuration no longer has what the tests substitute."""
+
+
+# ------------------------------------------------------------- rendering
+
+def replace_all(text, old, new, what):
+    """Replace every occurrence of old (there must be at least one)."""
+    if old not in text:
+        raise ConfigDrift("%s: %r not found in the shipped configuration" % (what, old))
+    return text.replace(old, new)
+
+
+def _edit_line(text, pattern, line, what):
+    found = list(re.finditer(pattern, text, re.M))
+    if len(found) != 1:
+        raise ConfigDrift("%s: %d lines match %r in the shipped configuration, expected 1"
+                          % (what, len(found), pattern))
+    m = found[0]
+    return text[:m.start()] + m.group(1) + line + text[m.end():]
+
+
+def apache_quote(value):
+    if value and not re.search(r'[\s"\\]', value):
+        return value
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def apache_set_env(text, name, value):
+    """Set FcgidInitialEnv name on the one line that sets it (or has it commented out)."""
+    pattern = r"^([ \t]*)#?[ \t]*FcgidInitialEnv[ \t]+%s[ \t].*$" % re.escape(name)
+    return _edit_line(text, pattern, "FcgidInitialEnv %s %s" % (name, apache_quote(value)),
+                      "apache " + name)
+
+
+def lighttpd_quote(value):
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def lighttpd_set_env(text, name, value):
+    """Set "name" => "value", on the one line of the environment list that has it."""
+    pattern = r'^([ \t]*)#?[ \t]*"%s"[ \t]*=>[ \t]*".*",[ \t]*$' % re.escape(name)
+    return _edit_line(text, pattern, '%s => %s,' % (lighttpd_quote(name), lighttpd_quote(value)),
+                      "lighttpd " + name)
+
+
+def render_apache(binary, secrets_path, settings):
+    """apache/trackpixel.conf with the program at binary, the secrets file at
+    secrets_path and each FcgidInitialEnv of settings set."""
+    if os.path.basename(binary) != "trackpixel":
+        raise ValueError("the shipped configuration serves a file named trackpixel")
+    with open(APACHE_CONF) as f:
+        text = f.read()
+    text = replace_all(text, INSTALL_DIR, os.path.dirname(binary), "install directory")
+    text = replace_all(text, APACHE_SECRETS, secrets_path, "secrets file")
+    for name, value in settings.items():
+        text = apache_set_env(text, name, value)
+    return text
+
+
+def render_lighttpd(binary, secrets_glob, socket_path, settings):
+    """lighttpd/50-trackpixel.conf, the same way."""
+    if os.path.basename(binary) != "trackpixel":
+        raise ValueError("the shipped configuration runs a file named trackpixel")
+    with open(LIGHTTPD_CONF) as f:
+        text = f.read()
+    text = replace_all(text, INSTALL_DIR, os.path.dirname(binary), "install directory")
+    text = replace_all(text, LIGHTTPD_SECRETS, secrets_glob, "secrets files")
+    text = replace_all(text, LIGHTTPD_SOCKET, socket_path, "socket")
+    for name, value in settings.items():
+        text = lighttpd_set_env(text, name, value)
+    return text
+
+
+def render_lighttpd_socket(socket_path):
+    with open(LIGHTTPD_SOCKET_CONF) as f:
+        text = f.read()
+    return replace_all(text, SPAWN_SOCKET, socket_path, "socket")
+
+
+def shipped_env_names(path):
+    """Every variable name the shipped file sets or shows (commented or not)."""
+    with open(path) as f:
+        text = f.read()
+    names = re.findall(r"^[ \t]*#?[ \t]*FcgidInitialEnv[ \t]+(\S+)", text, re.M)
+    names += re.findall(r'^[ \t]*#?[ \t]*"([A-Z][A-Z0-9_]*)"[ \t]*=>', text, re.M)
+    return names
+
+
+# ------------------------------------------------------------- processes
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Orphaned descendants (trackpixel processes a stopping server leaves
+    behind) become children of this process, so reap_orphans() sees how
+    they ended.  Best effort: False where prctl is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def proc_stat(pid):
+    """(comm, state, ppid) of pid, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    comm = data[data.index("(") + 1:data.rindex(")")]
+    rest = data[data.rindex(")") + 2:].split()
+    return comm, rest[0], int(rest[1])
+
+
+def tagged_pids(tag):
+    """Live (non-zombie) processes whose environment carries TAG_VAR=tag:
+    {pid: comm}."""
+    needle = ("%s=%s" % (TAG_VAR, tag)).encode()
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env:
+            st = proc_stat(pid)
+            if st and st[1] != "Z":
+                found[pid] = st[0]
+    return found
+
+
+REAPABLE = ("trackpixel", "apache2", "lighttpd", "spawn-fcgi")
+
+
+def reap_orphans(exits, skip=()):
+    """Reap zombie children of this process that a web server left behind
+    (by name: never a child some Popen object owns); record
+    exits[pid] = (comm, how) with how "exit N" or "signal N"."""
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in skip:
+            continue
+        pid = int(name)
+        st = proc_stat(pid)
+        if not st or st[2] != me or st[1] != "Z" or st[0] not in REAPABLE:
+            continue
+        try:
+            _, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if os.WIFEXITED(status):
+            exits[pid] = (st[0], "exit %d" % os.WEXITSTATUS(status))
+        elif os.WIFSIGNALED(status):
+            exits[pid] = (st[0], "signal %d" % os.WTERMSIG(status))
+
+
+def free_port():
+    return tplib.free_port()
+
+
+def run_user():
+    """(user, group) the servers run as: www-data when we are root (as
+    Debian's packages do), else whoever we are."""
+    if os.geteuid() == 0:
+        for user in ("www-data", "nobody"):
+            try:
+                pw = pwd.getpwnam(user)
+            except KeyError:
+                continue
+            return pw.pw_name, grp.getgrgid(pw.pw_gid).gr_name
+        raise RuntimeError("running as root, but there is no www-data or nobody user")
+    pw = pwd.getpwuid(os.getuid())
+    return pw.pw_name, grp.getgrgid(os.getgid()).gr_name
+
+
+def http_get(port, path, timeout=2.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+class Server:
+    """What Apache and Lighttpd have in common: a work directory, a port, a
+    tag, start/stop, and a look at the processes."""
+
+    name = "server"
+
+    def __init__(self, workdir=None, port=None, settings=None, secrets=None):
+        self.tag = uuid.uuid4().hex
+        self.port = port or free_port()
+        self.settings = dict(settings or {})
+        self.secrets = dict(secrets or {})
+        self.user, self.group = run_user()
+        self.own_dir = workdir is None
+        self.dir = workdir or tempfile.mkdtemp(prefix="tp-%s-" % self.name)
+        # Writable by the server's user: logs, sockets, the pid file, output.
+        self.rundir = os.path.join(self.dir, "run")
+        os.makedirs(self.rundir, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chmod(self.dir, 0o755)
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
+        self.output = os.path.join(self.rundir, "events.ndjson")
+        self.settings.setdefault("TRACKPIXEL_OUTPUT", self.output)
+        self.exits = {}              # pid -> (comm, "exit N" | "signal N")
+        self.subreaper = become_subreaper()
+        self.started = False
+
+    # -- addresses
+    def url(self, path="/pixel"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def connection(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    # -- waiting
+    def wait_ready(self, timeout=15.0):
+        """Until the server answers a request that is not the pixel (so that
+        waiting records no hit)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                http_get(self.port, "/tp-ready-probe")
+                return
+            except OSError:
+                pass
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError("%s did not answer on port %d within %.0f s; its log:\n%s"
+                                     % (self.name, self.port, timeout, self.error_log()[-3000:]))
+            time.sleep(0.05)
+
+    def check_alive(self):
+        pass
+
+    # -- processes
+    def pids(self):
+        """Our live processes: {pid: comm}."""
+        return tagged_pids(self.tag)
+
+    def trackpixel_pids(self):
+        return sorted(p for p, comm in self.pids().items() if comm == "trackpixel")
+
+    def wait_trackpixels(self, count, timeout=15.0):
+        """Until at least count trackpixel processes of ours run."""
+        return tplib.wait_for(lambda: len(self.trackpixel_pids()) >= count and
+                              self.trackpixel_pids(), timeout,
+                              "%d trackpixel processes" % count)
+
+    def wait_gone(self, timeout=15.0):
+        """Until none of our processes is left (reaping orphans as they end);
+        returns what is left after timeout (empty when all went)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.reap()
+            left = self.pids()
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+    def reap(self):
+        reap_orphans(self.exits)
+
+    def kill_leftovers(self):
+        """Last resort in teardown: SIGKILL whatever of ours is still there."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.wait_gone(5)
+
+    # -- files
+    def error_log(self):
+        try:
+            with open(self.error_log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def documents_in_output(self):
+        """The embedded default's file, as (action, document) pairs."""
+        import json
+        try:
+            with open(self.output, "rb") as f:
+                lines = f.read().decode("utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [(json.loads(lines[i]), json.loads(lines[i + 1])) for i in range(0, len(lines), 2)]
+
+    def cleanup(self):
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_private(self, path, text):
+        """A root-only (0600) file, as the secrets files are meant to be."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            if self.started:
+                self.stop()
+        finally:
+            self.kill_leftovers()
+        return False
+
+
+# ------------------------------------------------------------------ Apache
+
+class Apache(Server):
+    """apache2 (event MPM, mod_fcgid) with apache/trackpixel.conf.
+
+    settings: FcgidInitialEnv values set in the shipped file;
+    secrets: FcgidInitialEnv values written to the root-only secrets file.
+    """
+
+    name = "apache"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conf_path = os.path.join(self.dir, "apache2.conf")
+        self.rendered_path = os.path.join(self.dir, "trackpixel.conf")
+        self.secrets_path = os.path.join(self.dir, "secrets.conf")
+        self.error_log_path = os.path.join(self.rundir, "error.log")
+        self.pid_file = os.path.join(self.rundir, "apache2.pid")
+        self.parent_pid = None
+
+    def render(self):
+        with open(self.rendered_path, "w") as f:
+            f.write(render_apache(BINARY, self.secrets_path, self.settings))
+        self.write_private(self.secrets_path, "".join(
+            "FcgidInitialEnv %s %s\n" % (k, apache_quote(v)) for k, v in self.secrets.items()))
+        htdocs = os.path.join(self.dir, "htdocs")
+        os.makedirs(htdocs, exist_ok=True)
+        mods = ["mpm_event", "authz_core", "alias", "mime", "fcgid"]
+        lines = ["# Written by tests/webserver.py; the tested file is %s." % self.rendered_path,
+                 "ServerRoot %s" % self.dir,
+                 "DefaultRuntimeDir %s" % self.rundir,
+                 "PidFile %s" % self.pid_file,
+                 "Mutex file:%s default" % self.rundir,
+                 "ErrorLog %s" % self.error_log_path,
+                 # info: mod_fcgid says how each trackpixel process ended.
+                 "LogLevel warn fcgid:info",
+                 "Listen 127.0.0.1:%d" % self.port,
+                 "ServerName 127.0.0.1",
+                 "User %s" % self.user,
+                 "Group %s" % self.group,
+                 "TypesConfig /dev/null",
+                 "KeepAlive On",
+                 "MaxKeepAliveRequests 100",
+                 "KeepAliveTimeout 5",
+                 "StartServers 1",
+                 "ServerLimit 2",
+                 "ThreadsPerChild 32",
+                 "MaxRequestWorkers 64"]
+        lines += ["LoadModule %s_module %s/mod_%s.so" % (m, APACHE_MODULES, m) for m in mods]
+        lines += ["FcgidIPCDir %s" % os.path.join(self.rundir, "fcgid-sock"),
+                  "FcgidProcessTableFile %s" % os.path.join(self.rundir, "fcgid-shm"),
+                  "FcgidInitialEnv %s %s" % (TAG_VAR, self.tag),
+                  "DocumentRoot %s" % htdocs,
+                  "<Directory />",
+                  "    AllowOverride None",
+                  "    Require all denied",
+                  "</Directory>",
+                  "Include %s" % self.rendered_path,
+                  # A site, as Debian's sites-enabled/000-default.conf is one.
+                  "<VirtualHost 127.0.0.1:%d>" % self.port,
+                  "    ServerName localhost",
+                  "    DocumentRoot %s" % htdocs,
+                  "</VirtualHost>"]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def _ctl(self, action, timeout=30):
+        env = dict(os.environ)
+        env[TAG_VAR] = self.tag
+        return subprocess.run(["apache2", "-f", self.conf_path, "-k", action], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+
+    def start(self):
+        self.render()
+        p = self._ctl("start")
+        if p.returncode != 0:
+            raise AssertionError("apache2 -k start failed (%d): %s\n%s" % (
+                p.returncode, p.stderr.decode("utf-8", "replace"), self.error_log()[-3000:]))
+        self.started = True
+        self.parent_pid = tplib.wait_for(self._read_pid, 10, "apache2's pid file")
+        self.wait_ready()
+        return self
+
+    def _read_pid(self):
+        try:
+            with open(self.pid_file) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def check_alive(self):
+        if self.parent_pid and proc_stat(self.parent_pid) in (None,):
+            raise AssertionError("apache2 exited; its log:\n" + self.error_log()[-3000:])
+
+    def graceful(self):
+        """apache2 -k graceful: what `systemctl reload apache2` does."""
+        p = self._ctl("graceful")
+        if p.returncode != 0:
+            raise AssertionError("apache2 -k graceful failed: %s" % p.stderr.decode())
+
+    def stop(self, timeout=20):
+        """apache2 -k stop, then wait until every process of ours is gone."""
+        self.started = False
+        p = self._ctl("stop")
+        if p.returncode != 0:
+            raise AssertionError("apache2 -k stop failed: %s" % p.stderr.decode())
+        return self.wait_gone(timeout)
+
+    def fcgid_exits(self):
+        """mod_fcgid's lines on how each trackpixel process ended:
+        [(pid, reason, how)]; how is e.g. "terminated by calling exit(),
+        return code: 0" or "get stop signal 9"."""
+        out = []
+        for m in re.finditer(r"mod_fcgid: process (\S+)\((\d+)\) exit\(([^)]*)\), (.*)$",
+                             self.error_log(), re.M):
+            if m.group(1) == BINARY:
+                out.append((int(m.group(2)), m.group(3), m.group(4).strip()))
+        return out
+
+
+# ----------------------------------------------------------------- lighttpd
+
+class Lighttpd(Server):
+    """lighttpd -D with lighttpd/50-trackpixel.conf (variant "spawn"), or
+    with lighttpd/50-trackpixel-socket.conf (variant "socket": trackpixel is
+    started separately, see SpawnFcgi).
+
+    settings: the "bin-environment" values set in the shipped file;
+    secrets: values added by a root-only file in the secrets directory.
+    """
+
+    name = "lighttpd"
+
+    def __init__(self, variant="spawn", socket_path=None, **kw):
+        super().__init__(**kw)
+        self.variant = variant
+        self.conf_path = os.path.join(self.dir, "lighttpd.conf")
+        self.rendered_path = os.path.join(self.dir, "50-trackpixel.conf")
+        self.secrets_dir = os.path.join(self.dir, "secrets")
+        self.error_log_path = os.path.join(self.rundir, "error.log")
+        self.socket_path = socket_path or os.path.join(self.rundir, "trackpixel.socket")
+        self.proc = None
+
+    def render(self):
+        if self.variant == "spawn":
+            text = render_lighttpd(BINARY, os.path.join(self.secrets_dir, "*.conf"),
+                                   self.socket_path, self.settings)
+            os.makedirs(self.secrets_dir, exist_ok=True)
+            os.chmod(self.secrets_dir, 0o700)
+            # The tag travels as one more variable: the shipped file passes
+            # lighttpd's own environment on to trackpixel only for PATH.
+            added = dict(self.secrets)
+            added[TAG_VAR] = self.tag
+            self.write_private(os.path.join(self.secrets_dir, "secrets.conf"),
+                               "var.trackpixel_env += (\n%s)\n" % "".join(
+                                   "  %s => %s,\n" % (lighttpd_quote(k), lighttpd_quote(v))
+                                   for k, v in added.items()))
+        else:
+            text = render_lighttpd_socket(self.socket_path)
+        with open(self.rendered_path, "w") as f:
+            f.write(text)
+        htdocs = os.path.join(self.dir, "htdocs")
+        os.makedirs(htdocs, exist_ok=True)
+        lines = ["# Written by tests/webserver.py; the tested file is %s." % self.rendered_path,
+                 'server.document-root = "%s"' % htdocs,
+                 'server.bind = "127.0.0.1"',
+                 "server.port = %d" % self.port,
+                 'server.errorlog = "%s"' % self.error_log_path,
+                 # What lighty-enable-mod's "depends: fastcgi" brings in.
+                 'server.modules += ( "mod_fastcgi" )']
+        if os.geteuid() == 0:
+            lines += ['server.username = "%s"' % self.user,
+                      'server.groupname = "%s"' % self.group]
+        parseopts = debian_parseopts()
+        if parseopts:
+            lines.append("# Debian's /etc/lighttpd/lighttpd.conf sets:")
+            lines.append(parseopts)
+        lines.append('include "%s"' % self.rendered_path)
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        self.render()
+        env = dict(os.environ)
+        env[TAG_VAR] = self.tag
+        with open(os.path.join(self.dir, "lighttpd.stderr"), "ab") as err:
+            self.proc = subprocess.Popen(["lighttpd", "-D", "-f", self.conf_path], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        self.started = True
+        self.wait_ready()
+        return self
+
+    def check_alive(self):
+        if self.proc is not None and self.proc.poll() is not None:
+            with open(os.path.join(self.dir, "lighttpd.stderr"), "rb") as f:
+                err = f.read().decode("utf-8", "replace")
+            raise AssertionError("lighttpd exited with %d: %s\n%s" % (
+                self.proc.returncode, err, self.error_log()[-3000:]))
+
+    def graceful(self):
+        """SIGUSR1: lighttpd's graceful restart (1.4.46 and later): finish
+        the requests in flight, re-read the configuration, go on."""
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def stop(self, sig=signal.SIGINT, timeout=20):
+        """SIGINT: graceful shutdown (finish requests in flight, up to
+        server.graceful-shutdown-timeout); SIGTERM: at once.  Then wait until
+        every process of ours is gone; returns what is left."""
+        self.started = False
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.wait_gone(timeout)
+
+    def kill_leftovers(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        super().kill_leftovers()
+
+
+def debian_parseopts(path="/etc/lighttpd/lighttpd.conf"):
+    """The server.http-parseopts block of Debian's lighttpd.conf, or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"^server\.http-parseopts\s*=\s*\(.*?^\)", text, re.M | re.S)
+    return m.group(0) if m else None
+
+
+class SpawnFcgi:
+    """trackpixel started by spawn-fcgi on a unix socket, as
+    lighttpd/README.md shows, with env as its whole environment."""
+
+    def __init__(self, socket_path, env, children=4, tag=None, cwd=None):
+        self.socket_path = socket_path
+        self.env = dict(env)
+        self.children = children
+        self.tag = tag or uuid.uuid4().hex
+        self.env[TAG_VAR] = self.tag
+        self.cwd = cwd or os.path.dirname(socket_path)
+        self.exits = {}
+        become_subreaper()
+
+    def argv(self):
+        user, group = run_user()
+        argv = ["spawn-fcgi", "-s", self.socket_path, "-M", "0660", "-F", str(self.children)]
+        if os.geteuid() == 0:
+            argv += ["-u", user, "-g", group, "-U", user, "-G", group]
+        return argv + ["--", BINARY]
+
+    def start(self):
+        p = subprocess.run(self.argv(), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=20)
+        if p.returncode != 0:
+            raise AssertionError("spawn-fcgi failed (%d): %s" % (
+                p.returncode, (p.stderr + p.stdout).decode("utf-8", "replace")))
+        tplib.wait_for(lambda: len(self.pids()) >= self.children, 10, "spawn-fcgi's children")
+        return self
+
+    def pids(self):
+        return sorted(p for p, comm in tagged_pids(self.tag).items() if comm == "trackpixel")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """What systemd's stop does: the signal to every process; then wait."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            reap_orphans(self.exits)
+            left = self.pids()
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ by hand
+
+def main(argv):
+    import argparse
+    ap = argparse.ArgumentParser(description="Serve the pixel with a shipped configuration "
+                                             "(embedded default: documents to a file).")
+    ap.add_argument("server", choices=("lighttpd", "apache"))
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--dir", default=os.path.abspath("demo"),
+                    help="work directory; documents go to DIR/run/events.ndjson")
+    args = ap.parse_args(argv)
+    os.makedirs(args.dir, exist_ok=True)
+    cls = Lighttpd if args.server == "lighttpd" else Apache
+    srv = cls(workdir=os.path.abspath(args.dir), port=args.port)
+    srv.start()
+    print("serving http://127.0.0.1:%d/pixel; documents go to %s; Ctrl-C stops"
+          % (srv.port, srv.output), flush=True)
+    try:
+        while True:
+            time.sleep(1)
+            srv.check_alive()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        left = srv.stop()
+        if left:
+            srv.kill_leftovers()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
