@@ -102,8 +102,9 @@ class Worker:
     """trackpixel as a FastCGI worker on a loopback socket passed as fd 0,
     exactly as spawn-fcgi, mod_fcgid and lighttpd hand it over."""
 
-    def __init__(self, env, cwd=None):
+    def __init__(self, env, cwd=None, program=None):
         self.port = None
+        self.program = program or TRACKPIXEL
         self.cwd = cwd or tempfile.mkdtemp(prefix="tp-worker-")
         self.env = dict(env)
         # Never the system spool: each worker gets one in its directory
@@ -113,14 +114,14 @@ class Worker:
         self.stderr_path = os.path.join(self.cwd, "stderr.log")
         self.proc = None
 
-    def start(self):
+    def start(self, port=0):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         sock.listen(128)
         self.port = sock.getsockname()[1]
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([TRACKPIXEL], stdin=sock.fileno(),
+            self.proc = subprocess.Popen([self.program], stdin=sock.fileno(),
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          env=self.env, cwd=self.cwd)
         sock.close()
@@ -191,3 +192,5 @@ def pixel_env(**extra):
            "SERVER_PORT": "80"}
     env.update(extra)
     return env
+
+TRACKPIXEL_HOOKS = os.path.join(BUILDDIR, "tests", "trackpixel-hooks")

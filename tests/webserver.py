@@ -678,6 +678,127 @@ class SpawnFcgi:
             time.sleep(0.05)
 
 
+# ------------------------------------------------------- driving the pixel
+
+PIXEL = tplib.PIXEL
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+HTTP_DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|"
+                       r"Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
+
+
+def send(conn, method, target, headers, body=None):
+    """One request with exactly these headers (http.client adds Host, and
+    Content-Length when there is a body; nothing else).  Returns
+    (status, reason, [(name, value)...], body bytes)."""
+    conn.putrequest(method, target, skip_accept_encoding=True)
+    for name, value in headers:
+        conn.putheader(name, value)
+    if body is not None:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, resp.reason, resp.getheaders(), data
+
+
+class Load:
+    """GET the pixel over conns keep-alive connections, one thread each
+    (http.client), the way a busy page does.
+
+    run(total): exactly total attempts, spread over the connections.
+    start() ... stop(): until stopped (for restarts under load).
+
+    Each attempt ends as a pixel (200, the 60 bytes, a request id: kept in
+    .pixels) or a failure (kept in .failures as a short reason).  A
+    connection the server closed is reopened for the next attempt; the
+    attempt that found it closed counts as a failure (it may or may not have
+    reached trackpixel)."""
+
+    def __init__(self, port, conns=16, tag="load"):
+        import threading
+        self.port = port
+        self.conns = conns
+        self.tag = tag
+        self.pixels = []            # request ids, from X-Request-Id
+        self.failures = []          # (thread, attempt, reason)
+        self.attempts = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+
+    def _worker(self, n, quota):
+        conn = None
+        i = 0
+        while (quota is None and not self._stop.is_set()) or (quota is not None and i < quota):
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            target = "/pixel?%s=%d-%d" % (self.tag, n, i)
+            i += 1
+            try:
+                status, _, headers, body = send(conn, "GET", target,
+                                                [("User-Agent", "tp-load/1")])
+            except (OSError, http.client.HTTPException) as e:
+                with self._lock:
+                    self.attempts += 1
+                    self.failures.append((n, i, type(e).__name__))
+                conn.close()
+                conn = None
+                continue
+            rid = dict((k.lower(), v) for k, v in headers).get("x-request-id", "")
+            with self._lock:
+                self.attempts += 1
+                if status == 200 and body == PIXEL and UUID.match(rid):
+                    self.pixels.append(rid)
+                else:
+                    self.failures.append((n, i, "HTTP %d" % status))
+            if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _spawn(self, quotas):
+        import threading
+        self._threads = [threading.Thread(target=self._worker, args=(n, q), daemon=True)
+                         for n, q in enumerate(quotas)]
+        for t in self._threads:
+            t.start()
+
+    def run(self, total):
+        base, extra = divmod(total, self.conns)
+        self._spawn([base + (1 if n < extra else 0) for n in range(self.conns)])
+        for t in self._threads:
+            t.join()
+        return self
+
+    def start(self):
+        self._spawn([None] * self.conns)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+        return self
+
+
+def settle(count_fn, at_least, timeout=20.0, quiet=1.0):
+    """Documents are posted after the pixel: poll count_fn() until it reaches
+    at_least and then stays the same for quiet seconds (bounded by timeout).
+    Returns the last count."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        n = count_fn()
+        if n != last:
+            last, since = n, time.monotonic()
+        if n >= at_least and time.monotonic() - since >= quiet:
+            return n
+        if time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
 # ------------------------------------------------------------------ by hand
 
 def main(argv):

@@ -1,0 +1,261 @@
+"""Nothing lost: the journal, retries, redelivery, dead letters, clean stops.
+
+Real hits through cgi-fcgi into real workers; the Elasticsearch stand-in is
+stopped, answers errors, times out or closes connections; every case ends
+with exactly N documents for N pixels, no duplicates."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tplib  # noqa: E402
+from tplib import eq, cgi_fcgi, pixel_env, wait_for, PIXEL, AWS_KEYS  # noqa: E402
+from es_standin import Standin  # noqa: E402
+
+
+def standin(port=0):
+    return Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
+                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
+                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
+                   require_signature=True, port=port).start()
+
+
+def env_for(url, **extra):
+    env = {"PATH": "/usr/bin:/bin", "TRACKPIXEL_ES_URL": url,
+           "TRACKPIXEL_CONNECT_TIMEOUT_MS": "500", "TRACKPIXEL_TIMEOUT_MS": "1500"}
+    env.update(AWS_KEYS)
+    env.update(extra)
+    return env
+
+
+def hits(worker, n, query="i=%d"):
+    """n pixels through cgi-fcgi; returns the request-ids received."""
+    ids = []
+    for i in range(n):
+        status, headers, body = cgi_fcgi(worker.port, pixel_env(QUERY_STRING=query % i))
+        eq((status, body), (200, PIXEL), "pixel %d" % i)
+        ids.append(headers["X-Request-Id"])
+    return ids
+
+
+def exactly(es, ids, timeout=40, what="documents"):
+    """Wait until the stand-in holds exactly these ids, once each."""
+    want = sorted(ids)
+
+    def settled():
+        docs = es.docs()
+        return docs if len(docs) >= len(want) else None
+    docs = wait_for(settled, timeout=timeout, what="%d %s" % (len(want), what))
+    time.sleep(0.3)                       # nothing more may arrive
+    got = sorted(d["id"] for d in es.docs())
+    eq(len(got), len(want), what + ": count")
+    eq(got, want, what + ": ids (no duplicates, none missing)")
+    for d in docs:
+        eq(d["source"]["context"]["request-id"], d["id"], "request-id = _id")
+    return docs
+
+
+def spool_status(env):
+    p = subprocess.run([tplib.TRACKPIXEL, "--spool-status"], env=env, capture_output=True,
+                       timeout=30)
+    eq(p.returncode, 0, "--spool-status exit")
+    return p.stdout.decode()
+
+
+def test_cluster_down_then_back_without_new_hits():
+    port = tplib.free_port()
+    env = env_for("http://127.0.0.1:%d" % port)
+    with tplib.Worker(env) as w:
+        ids = hits(w, 200)                      # cluster down: journal only
+        out = spool_status(dict(env, TRACKPIXEL_SPOOL_DIR=w.spool))
+        assert "pending: 200 entries" in out, out
+        assert "journals: 1 (0 without a live worker)" in out, out
+        es = standin(port)                      # back, and no further hit
+        try:
+            exactly(es, ids, timeout=30)
+            assert any(r["path"] == "/_bulk" for r in es.requests()), "backlog sent with _bulk"
+            assert all(r["sig_ok"] for r in es.requests()), "signatures"
+        finally:
+            es.stop()
+        eq(w.stop(), 0, "exit status")
+    out = spool_status(dict(env, TRACKPIXEL_SPOOL_DIR=w.spool))
+    assert "journals: 0 (0 without a live worker)" in out and "pending: 0 entries" in out, out
+
+
+def test_503_then_429_then_healthy():
+    with standin() as es, tplib.Worker(env_for(es.url)) as w:
+        def answered(status, n):
+            wait_for(lambda: [r["status"] for r in es.requests()].count(status) >= n,
+                     timeout=30, what="%d answers %d" % (n, status))
+        es.mode(status=503, count=3)
+        ids = hits(w, 10)
+        answered(503, 3)                        # retried (with backoff) 3 times
+        es.mode(status=429, count=3, retry_after=1)
+        ids += hits(w, 10)
+        answered(429, 3)
+        exactly(es, ids)                        # then healthy: all of them, once
+        statuses = [r["status"] for r in es.requests()]
+        eq((statuses.count(503), statuses.count(429)), (3, 3), "errors answered")
+        eq(w.stop(), 0, "exit status")
+
+
+def test_bulk_items_failing_are_retried():
+    port = tplib.free_port()
+    with tplib.Worker(env_for("http://127.0.0.1:%d" % port)) as w:
+        ids = hits(w, 30)
+        es = standin(port)
+        try:
+            es.mode(fail_items=7, count=1)      # the first _bulk: 7 items get 429
+            exactly(es, ids)
+            bulks = [r for r in es.requests() if r["path"] == "/_bulk"]
+            assert len(bulks) >= 2, "the failed items were sent again"
+        finally:
+            es.stop()
+        eq(w.stop(), 0, "exit status")
+
+
+def test_timeouts_and_closed_connections_no_duplicates():
+    with standin() as es, tplib.Worker(env_for(es.url)) as w:
+        # The stand-in stores the document after its delay, but the worker
+        # has given up (1.5 s): it sends it again and gets 409, not a copy.
+        es.mode(delay_ms=2500, count=1)
+        ids = hits(w, 1)
+        es.mode(close=True, count=3)
+        ids += hits(w, 5)
+        es.mode()
+        ids += hits(w, 5)
+        exactly(es, ids)
+        eq(w.stop(), 0, "exit status")
+
+
+def test_sigkill_between_pixel_and_post():
+    with standin() as es:
+        d = tplib.Worker({}).cwd
+        spool = os.path.join(d, "spool")
+        env = env_for(es.url, TRACKPIXEL_SPOOL_DIR=spool, TRACKPIXEL_TEST_PAUSE_MS="30000")
+        with tplib.Worker(env, program=tplib.TRACKPIXEL_HOOKS) as w:
+            ids = hits(w, 1)                    # the pixel is out...
+            w.proc.kill()                       # ...and the worker dies before posting
+            w.proc.wait()
+            w.proc = None
+        eq(es.docs(), [], "documents before recovery")
+        env2 = env_for(es.url, TRACKPIXEL_SPOOL_DIR=spool)
+        with tplib.Worker(env2) as w2:          # a fresh worker claims the orphan
+            exactly(es, ids, timeout=30)
+            eq(w2.stop(), 0, "exit status")
+        assert "delivering" in w2.stderr() and "by a worker that is gone" in w2.stderr()
+        eq([f for f in os.listdir(spool) if f.startswith("journal.")], [], "journals left")
+
+
+def test_sigterm_in_the_middle_of_a_load():
+    with standin() as es:
+        es.mode(delay_ms=20)                    # a cluster that takes a little time
+        w = tplib.Worker(env_for(es.url)).start()
+        ids, lock = [], threading.Lock()
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                p = subprocess.run(["cgi-fcgi", "-bind", "-connect", "127.0.0.1:%d" % w.port],
+                                   env=pixel_env(), capture_output=True, timeout=30)
+                if p.returncode != 0 or not p.stdout:
+                    return                      # the worker is gone
+                status, headers, body = tplib.parse_cgi_response(p.stdout)
+                if body == PIXEL:
+                    with lock:
+                        ids.append(headers["X-Request-Id"])
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(ids) >= 60, what="60 hits")
+        eq(w.stop(signal.SIGTERM), 0, "exit status after SIGTERM")
+        stop.set()
+        for t in threads:
+            t.join()
+        # Whatever it could not send is in its journal; the next worker sends it.
+        w2 = tplib.Worker(env_for(es.url, TRACKPIXEL_SPOOL_DIR=w.spool)).start()
+        try:
+            exactly(es, ids, timeout=30)
+        finally:
+            eq(w2.stop(), 0, "exit status")
+
+
+def test_rejected_document_goes_to_dead_letters_and_replays():
+    with standin() as es, tplib.Worker(env_for(es.url)) as w:
+        es.mode(status=400, count=1)
+        ids = hits(w, 1)
+        dl = os.path.join(w.spool, "deadletter.ndjson")
+        lines = wait_for(lambda: os.path.exists(dl) and open(dl).read().splitlines(),
+                         what="the dead letter")
+        eq(len(lines), 1, "dead letters")
+        d = json.loads(lines[0])
+        eq((d["status"], d["_id"], d["_index"]), (400, ids[0], "events"), "dead letter")
+        assert d["reason"].startswith("HTTP 400: "), d["reason"]
+        eq(d["document"]["context"]["request-id"], ids[0], "the document")
+        eq(es.docs(), [], "documents")
+        env = env_for(es.url, TRACKPIXEL_SPOOL_DIR=w.spool)
+        assert "dead letters: 1 (" in spool_status(env)
+        # The mapping is fixed: replay.
+        p = subprocess.run([tplib.TRACKPIXEL, "--replay", dl], env=env, capture_output=True,
+                           timeout=30)
+        eq((p.returncode, p.stdout.decode()),
+           (0, "replayed %s: 1 accepted, 0 rejected, 0 not sent, 0 malformed lines\n" % dl),
+           "--replay")
+        exactly(es, ids)
+        tplib.assert_no_secrets(p.stdout + p.stderr + w.stderr().encode())
+        eq(w.stop(), 0, "exit status")
+
+
+def test_replay_a_journal_file_reports_rejections():
+    with standin() as es:
+        d = tplib.Worker({}).cwd
+        path = os.path.join(d, "journal.ndjson")
+        with open(path, "w") as f:
+            for i in (1, 2):
+                f.write('{"create":{"_index":"events","_id":"id-%d"}}\n{"n":%d}\n' % (i, i))
+            f.write("not json\n")
+        es.mode(status=400, count=1)
+        p = subprocess.run([tplib.TRACKPIXEL, "--replay", path], env=env_for(es.url),
+                           capture_output=True, timeout=30)
+        out = p.stdout.decode()
+        eq(p.returncode, 1, "exit status")
+        assert out.startswith("rejected id-1: HTTP 400: "), out
+        assert out.endswith("replayed %s: 1 accepted, 1 rejected, 0 not sent, "
+                            "1 malformed lines\n" % path), out
+        eq([x["id"] for x in es.docs()], ["id-2"], "documents")
+
+
+def test_spool_full_drops_are_counted_and_logged():
+    port = tplib.free_port()
+    big = "&".join("p%d=%s" % (k, "x" * 4000) for k in range(30))   # ~120 KB a hit
+    env = env_for("http://127.0.0.1:%d" % port, TRACKPIXEL_SPOOL_MAX_MB="1")
+    with tplib.Worker(env) as w:
+        ids = hits(w, 12, query=big + "&i=%d")         # all answered
+        log = wait_for(lambda: [l for l in w.stderr().splitlines() if "is full" in l],
+                       what="the spool-full line")
+        assert "(TRACKPIXEL_SPOOL_MAX_MB=1): hit " in log[0] and \
+               "dropped, 1 dropped so far" in log[0], log[0]
+        size = sum(os.path.getsize(os.path.join(w.spool, f)) for f in os.listdir(w.spool))
+        assert size <= 1024 * 1024, size
+        es = standin(port)
+        try:
+            docs = wait_for(lambda: len(es.docs()) >= 5 and es.docs(), timeout=30,
+                            what="the kept documents")
+            time.sleep(0.5)
+            kept = len(es.docs())
+            dropped = len(ids) - kept
+            assert 1 <= dropped <= 5, (kept, dropped)
+            eq(len({x["id"] for x in es.docs()}), kept, "no duplicates")
+            assert {x["id"] for x in docs} <= set(ids)
+        finally:
+            es.stop()
+        eq(w.stop(), 0, "exit status")
+        assert "%d dropped" % dropped in w.stderr(), w.stderr()
+
+
+if __name__ == "__main__":
+    tplib.run_tests(globals())
