@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tp_app.h"
@@ -45,18 +48,39 @@ static int install_signals(void)
 }
 
 /* ---- FastCGI streams as tp_io ---- */
+typedef struct fcgi_ctx {
+    FCGX_Request req;
+    struct timespec deadline;     /* the whole body must arrive by then */
+} fcgi_ctx;
+
+/* A body read with a total deadline: a client that sends slowly, or never,
+ * cannot hold the worker (the socket's receive timeout is what is left). */
 static long fcgi_read(void *ctx, char *buf, size_t n)
 {
-    FCGX_Request *req = ctx;
-    int chunk = n > 65536 ? 65536 : (int)n;
-    int got = FCGX_GetStr(buf, chunk, req->in);
+    fcgi_ctx *c = ctx;
+    int chunk = n > 65536 ? 65536 : (int)n, got;
+    struct timespec now;
+    long left_ms;
+    struct timeval tv;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left_ms = (c->deadline.tv_sec - now.tv_sec) * 1000 +
+              (c->deadline.tv_nsec - now.tv_nsec) / 1000000;
+    if (left_ms <= 0)
+        return -1;
+    tv.tv_sec = left_ms / 1000;
+    tv.tv_usec = (left_ms % 1000) * 1000;
+    setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    got = FCGX_GetStr(buf, chunk, c->req.in);
+    if (got == 0 && FCGX_GetError(c->req.in) != 0)
+        return -1;
     return got < 0 ? -1 : got;
 }
 
 static int fcgi_write(void *ctx, const char *buf, size_t n)
 {
-    FCGX_Request *req = ctx;
-    return FCGX_PutStr(buf, (int)n, req->out) == (int)n ? 0 : -1;
+    fcgi_ctx *c = ctx;
+    return FCGX_PutStr(buf, (int)n, c->req.out) == (int)n ? 0 : -1;
 }
 
 /* ---- plain CGI (stdin/stdout, CONTENT_LENGTH bounds the body) ---- */
@@ -99,21 +123,30 @@ static int serve_cgi(tp_app *app)
 
 static int serve_fastcgi(tp_app *app)
 {
-    FCGX_Request req;
-    tp_io io = { &req, fcgi_read, fcgi_write };
+    fcgi_ctx c;
+    tp_io io = { &c, fcgi_read, fcgi_write };
+    struct timeval none = { 0, 0 };
 
-    if (FCGX_InitRequest(&req, 0, 0) != 0) {
+    if (FCGX_InitRequest(&c.req, 0, 0) != 0) {
         tp_log("FCGX_InitRequest failed");
         return 1;
     }
-    while (!stopping && FCGX_Accept_r(&req) >= 0) {
+    while (!stopping && FCGX_Accept_r(&c.req) >= 0) {
         tp_hit hit;
 
-        tp_app_respond(app, req.envp, &io, &hit);
-        FCGX_Finish_r(&req);      /* the browser is done before we post */
+        clock_gettime(CLOCK_MONOTONIC, &c.deadline);
+        c.deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
+        c.deadline.tv_nsec += (app->cfg.body_timeout_ms % 1000) * 1000000L;
+        if (c.deadline.tv_nsec >= 1000000000L) {
+            c.deadline.tv_sec++;
+            c.deadline.tv_nsec -= 1000000000L;
+        }
+        tp_app_respond(app, c.req.envp, &io, &hit);
+        setsockopt(c.req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+        FCGX_Finish_r(&c.req);    /* the browser is done before we post */
         tp_app_deliver(app, &hit);
     }
-    FCGX_Free(&req, 1);
+    FCGX_Free(&c.req, 1);
     return 0;
 }
 

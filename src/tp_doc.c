@@ -1,5 +1,7 @@
 #include "tp_doc.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,38 @@ static json_object *clean_string(const char *s, size_t len, size_t max, int *cut
     return o;
 }
 
+/*
+ * A name (query parameter, header) as an object key: repaired to UTF-8 and
+ * cut to max bytes like a value, and a NUL byte becomes U+FFFD too: json-c
+ * keys are C strings, so "a%00b" would silently become "a" and "%00" the
+ * empty name, which Elasticsearch refuses (the whole document with it).
+ * Returns a malloc'd string or NULL when out of memory.
+ */
+static char *clean_name(const char *name, size_t len, size_t max, size_t *klen, int *cut)
+{
+    char *tmp = NULL, *key;
+    size_t i, nuls = 0, o = 0;
+
+    for (i = 0; i < len; i++)
+        nuls += name[i] == '\0';
+    if (!nuls)
+        return tp_utf8_repair_dup(name, len, max, klen, cut);
+    tmp = malloc(len + 2 * nuls);
+    if (!tmp)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (name[i] == '\0') {
+            memcpy(tmp + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+        } else {
+            tmp[o++] = name[i];
+        }
+    }
+    key = tp_utf8_repair_dup(tmp, o, max, klen, cut);
+    free(tmp);
+    return key;
+}
+
 /* Add key (repaired, cut) -> string value (repaired, cut) to obj; the last
  * value of a repeated key wins.  what is the path used in "truncated". */
 static int add_pair(builder *b, json_object *obj, const char *what,
@@ -105,7 +139,7 @@ static int add_pair(builder *b, json_object *obj, const char *what,
     size_t klen;
     int kcut = 0, vcut = 0, rc = -1;
 
-    key = tp_utf8_repair_dup(name, name_len, (size_t)b->cfg->max_value, &klen, &kcut);
+    key = clean_name(name, name_len, (size_t)b->cfg->max_value, &klen, &kcut);
     if (!key)
         goto fail;
     v = clean_string(value, value_len, (size_t)b->cfg->max_value, &vcut);
@@ -141,7 +175,7 @@ static int query_pair(void *ctx, const char *name, size_t nlen,
 
     if ((long)json_object_object_length(q->obj) >= q->b->cfg->max_params) {
         /* A repeat of a kept name still wins; new names are cut. */
-        key = tp_utf8_repair_dup(name, nlen, (size_t)q->b->cfg->max_value, NULL, NULL);
+        key = clean_name(name, nlen, (size_t)q->b->cfg->max_value, NULL, NULL);
         if (!key)
             return -1;
         known = json_object_object_get_ex(q->obj, key, &existing);
@@ -191,10 +225,21 @@ static json_object *build_headers(builder *b, char *const *envp)
             note_cut(b, "params.header", NULL, 0);
             continue;
         }
-        if ((long)json_object_object_length(obj) >= b->cfg->max_headers &&
-            !json_object_object_get_ex(obj, name, NULL)) {
-            full = 1;
-            continue;
+        if ((long)json_object_object_length(obj) >= b->cfg->max_headers) {
+            /* A repeat of a kept name still wins: look it up as stored. */
+            char *key = clean_name(name, (size_t)nlen, (size_t)b->cfg->max_value, NULL, NULL);
+            int known;
+
+            if (!key) {
+                json_object_put(obj);
+                return NULL;
+            }
+            known = json_object_object_get_ex(obj, key, NULL);
+            free(key);
+            if (!known) {
+                full = 1;
+                continue;
+            }
         }
         if (add_pair(b, obj, "params.header", name, (size_t)nlen, eq + 1, strlen(eq + 1)) < 0) {
             json_object_put(obj);
@@ -221,6 +266,80 @@ static json_object *build_path(builder *b, const char *path_info)
         }
     }
     return obj;
+}
+
+/*
+ * Elasticsearch refuses a whole document for things json-c lets through, so
+ * a body holding one is treated like invalid JSON (body-json is {}):
+ *  - NaN and Infinity (json-c reads them even in strict mode, and writes them
+ *    back), and numbers too large for a double (1e999 reads as infinity);
+ *  - integers above 2^63-1 (json-c keeps them as unsigned, or clamps them to
+ *    2^64-1 without a word; Elasticsearch's long refuses them);
+ *  - a field name that is empty (json-c cuts "\u0000..." keys at the NUL),
+ *    only whitespace, or whose dots leave an empty or blank part (".a",
+ *    "a..b", "a.": "object field starting or ending with a [.]");
+ *  - objects nested past index.mapping.depth.limit (20), counting each
+ *    dotted part of a name as a level, as Elasticsearch does.
+ */
+#define ES_MAPPING_DEPTH 20
+
+static int blank(unsigned char c)
+{
+    return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
+}
+
+/* Number of dots in an acceptable field name, or -1 when ES refuses it. */
+static int es_name_dots(const char *k)
+{
+    const char *part = k;
+    int dots = 0, text = 0;
+
+    for (;; k++) {
+        if (*k == '.' || *k == '\0') {
+            if (!text)
+                return -1;             /* empty or blank part (or name) */
+            if (*k == '\0')
+                return dots;
+            dots++;
+            text = 0;
+            part = k + 1;
+        } else if (!blank((unsigned char)*k)) {
+            text = 1;
+        }
+    }
+    (void)part;
+}
+
+/* levels: path parts of the object holding o ("body-json" is 1). */
+static int es_acceptable(json_object *o, int levels)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_double:
+        return isfinite(json_object_get_double(o));
+    case json_type_int:
+        return !(json_object_get_int64(o) == INT64_MAX &&
+                 json_object_get_uint64(o) > (uint64_t)INT64_MAX);
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (!es_acceptable(json_object_array_get_idx(o, i), levels))
+                return 0;
+        return 1;
+    case json_type_object: {
+        /* An object's depth is its number of path parts plus one. */
+        if (levels + 1 > ES_MAPPING_DEPTH)
+            return 0;
+        json_object_object_foreach(o, k, v) {
+            int dots = es_name_dots(k);
+            /* "a.b.c": a and a.b are objects at levels + 1 and + 2 */
+            if (dots < 0 || (dots > 0 && levels + dots + 1 > ES_MAPPING_DEPTH) ||
+                !es_acceptable(v, levels + dots + 1))
+                return 0;
+        }
+        return 1;
+    }
+    default:
+        return 1;
+    }
 }
 
 static json_object *build_body(builder *b, const tp_doc_input *in, const char *method)
@@ -251,7 +370,8 @@ static json_object *build_body(builder *b, const tp_doc_input *in, const char *m
         }
         free(fixed);
     }
-    if (parsed && json_object_is_type(parsed, json_type_object))
+    if (parsed && json_object_is_type(parsed, json_type_object) &&
+        es_acceptable(parsed, 1))
         return parsed;
     json_object_put(parsed);
     return json_object_new_object();

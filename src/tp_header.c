@@ -1,7 +1,6 @@
 #include "tp_header.h"
 
 #include <string.h>
-#include <strings.h>
 
 /* Headers that carry credentials: recording them would leak secrets. */
 static const char *const never_recorded[] = {
@@ -17,6 +16,29 @@ static int lower(int c)
 static int upper(int c)
 {
     return (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
+}
+
+/* 1 when h[0..n) names a credential header, in any case and with '_' or
+ * '-' between the words (CGI spells them both '_'). */
+static int is_never_recorded(const char *h, size_t n)
+{
+    size_t i, k;
+
+    for (i = 0; i < sizeof(never_recorded) / sizeof(never_recorded[0]); i++) {
+        const char *name = never_recorded[i];
+        if (strlen(name) != n)
+            continue;
+        for (k = 0; k < n; k++) {
+            int a = lower((unsigned char)h[k]), b = lower((unsigned char)name[k]);
+            if (a == '_')
+                a = '-';
+            if (a != b)
+                break;
+        }
+        if (k == n)
+            return 1;
+    }
+    return 0;
 }
 
 long tp_header_name(const char *var, size_t var_len, char *out, size_t outcap)
@@ -35,6 +57,13 @@ long tp_header_name(const char *var, size_t var_len, char *out, size_t outcap)
     } else {
         return 0;
     }
+    /* A variable name never holds a NUL; one that does is no header. */
+    if (memchr(src, '\0', len))
+        return 0;
+    /* Before the size check: a credential is "not recorded", never "too
+     * long", whatever the buffer. */
+    if (is_never_recorded(src, len))
+        return 0;
     if (len + 1 > outcap)
         return -1;
 
@@ -49,9 +78,5 @@ long tp_header_name(const char *var, size_t var_len, char *out, size_t outcap)
         }
     }
     out[len] = '\0';
-
-    for (i = 0; i < sizeof(never_recorded) / sizeof(never_recorded[0]); i++)
-        if (strcasecmp(out, never_recorded[i]) == 0)
-            return 0;
     return (long)len;
 }

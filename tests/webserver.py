@@ -782,6 +782,90 @@ class Load:
         return self
 
 
+NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate, private",
+            "Pragma": "no-cache", "Expires": "0"}
+PIXEL_HEADERS = dict(NO_CACHE, **{"Content-Type": "image/bmp", "Content-Length": "60"})
+NOT_ALLOWED_HEADERS = dict(NO_CACHE, **{"Allow": "GET, HEAD, POST",
+                                        "Content-Type": "text/plain; charset=utf-8",
+                                        "Content-Length": "19"})
+CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
+                "cognito-authentication-provider", "cognito-authentication-type",
+                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
+                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
+                "resource-path"]
+
+
+def check_response(srv, result, method, status):
+    """The whole response, exactly: status, every header (trackpixel's
+    values exactly; the server's own Date and Server by form, and whatever
+    else srv.extra_response_headers() says), and the body.  Returns the
+    X-Request-Id (None for 405)."""
+    got_status, reason, headers, body = result
+    tplib.eq((got_status, reason), (status, "OK" if status == 200 else "Method Not Allowed"),
+             "%s status" % method)
+    names = [k.lower() for k, _ in headers]
+    tplib.eq(len(names), len(set(names)), "%s: no header twice (%r)" % (method, headers))
+    got = dict(headers)
+    expected = dict(PIXEL_HEADERS if status == 200 else NOT_ALLOWED_HEADERS)
+    expected.update(srv.extra_response_headers(status))
+    want_names = set(expected) | {"Date", "Server"} | ({"X-Request-Id"} if status == 200 else set())
+    tplib.eq(sorted(got), sorted(want_names), "%s: header names" % method)
+    for name, value in expected.items():
+        tplib.eq(got[name], value, "%s: %s" % (method, name))
+    if not HTTP_DATE.match(got["Date"]):
+        raise AssertionError("%s: Date %r" % (method, got["Date"]))
+    sent = time.mktime(time.strptime(got["Date"], "%a, %d %b %Y %H:%M:%S GMT")) - time.timezone
+    if abs(sent - time.time()) > 30:
+        raise AssertionError("%s: Date %r is not now" % (method, got["Date"]))
+    if not re.match(srv.server_header, got["Server"]):
+        raise AssertionError("%s: Server %r" % (method, got["Server"]))
+    if status == 200:
+        tplib.eq(body, b"" if method == "HEAD" else PIXEL, "%s body" % method)
+        rid = got["X-Request-Id"]
+        if not UUID.match(rid):
+            raise AssertionError("%s: X-Request-Id %r is not a UUID v4" % (method, rid))
+        return rid
+    tplib.eq(body, b"method not allowed\n", "%s body" % method)
+    return None
+
+
+def check_dates(doc, before_ms, after_ms):
+    """date (ms since the epoch) within the request, @timestamp the same instant."""
+    ms = doc["date"]
+    if not (isinstance(ms, int) and before_ms <= ms <= after_ms):
+        raise AssertionError("date %r not within the request [%d, %d]" % (ms, before_ms, after_ms))
+    tplib.eq(doc["@timestamp"], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) +
+             ".%03dZ" % (ms % 1000), "@timestamp")
+
+
+def expected_document(srv, method, rid, querystring, headers, body_json=None, proxy=None,
+                      stage="prod", stage_vars=None, api_id="", user_agent=""):
+    """The whole document trackpixel must build for a request, but for the
+    two timestamps (check_dates).  headers: what the client sent, in the
+    spelling trackpixel gives them; the web server's own additions
+    (srv.document_headers) are added here."""
+    header = dict(headers)
+    header.update(srv.document_headers(method))
+    return {
+        "body-json": body_json or {},
+        "params": {"path": {"proxy": proxy} if proxy is not None else {},
+                   "querystring": querystring, "header": header},
+        "stage-variables": stage_vars or {},
+        "context": {k: {"http-method": method, "stage": stage, "source-ip": "127.0.0.1",
+                        "user-agent": user_agent, "request-id": rid, "resource-path": "/pixel",
+                        "api-id": api_id}.get(k, "") for k in CONTEXT_KEYS},
+    }
+
+
+def check_document(source, expected, before_ms, after_ms):
+    tplib.eq(list(source), ["body-json", "params", "stage-variables", "context", "date",
+                            "@timestamp"], "document keys, in order")
+    tplib.eq(list(source["context"]), CONTEXT_KEYS, "context keys, in order")
+    for key in ("body-json", "params", "stage-variables", "context"):
+        tplib.eq(source[key], expected[key], key)
+    check_dates(source, before_ms, after_ms)
+
+
 def settle(count_fn, at_least, timeout=20.0, quiet=1.0):
     """Documents are posted after the pixel: poll count_fn() until it reaches
     at_least and then stays the same for quiet seconds (bounded by timeout).
