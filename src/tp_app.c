@@ -22,16 +22,6 @@
 #define BULK_MAX_ENTRIES 1000
 #define BULK_MAX_BYTES (4u * 1024 * 1024)
 
-static const char *env_get(char *const *envp, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (; envp && *envp; envp++)
-        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
-            return *envp + len + 1;
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- time */
 
 static struct timespec mono_now(void)
@@ -467,7 +457,7 @@ static void journal_hit(tp_app *app, tp_hit *hit)
 int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
 {
     tp_doc_input in;
-    tp_method m = tp_pixel_method(env_get(envp, "REQUEST_METHOD"));
+    tp_method m = tp_pixel_method(tp_env_get(envp, "REQUEST_METHOD"));
     char resp[512], err[256];
     long rlen;
 

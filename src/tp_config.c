@@ -88,7 +88,7 @@ const tp_config_var *tp_config_vars(size_t *n)
     return vars;
 }
 
-static const char *env_get(char *const *envp, const char *name)
+const char *tp_env_get(char *const *envp, const char *name)
 {
     size_t len = strlen(name);
 
@@ -207,7 +207,7 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
                 return -1;
             continue;
         }
-        val = env_get(envp, v->name);
+        val = tp_env_get(envp, v->name);
         if (val && !*val && v->def == NULL)
             val = NULL;                  /* VAR= counts as unset */
         if (!val)

@@ -89,6 +89,10 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen);
 
 void tp_config_free(tp_config *cfg);
 
+/* The value of name in envp (NAME=value strings, NULL-terminated), or NULL.
+ * The result points into envp. */
+const char *tp_env_get(char *const *envp, const char *name);
+
 /*
  * The effective value of a table variable as text for --check, with secrets
  * masked ("****" plus the last 4 characters of an access key id; "(set)"

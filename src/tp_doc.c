@@ -27,16 +27,6 @@ typedef struct builder {
     int oom;
 } builder;
 
-static const char *env_get(char *const *envp, const char *name)
-{
-    size_t len = strlen(name);
-
-    for (; envp && *envp; envp++)
-        if (strncmp(*envp, name, len) == 0 && (*envp)[len] == '=')
-            return *envp + len + 1;
-    return NULL;
-}
-
 static void note_cut(builder *b, const char *what, const char *name, size_t name_len)
 {
     json_object *s;
@@ -291,7 +281,6 @@ static int blank(unsigned char c)
 /* Number of dots in an acceptable field name, or -1 when ES refuses it. */
 static int es_name_dots(const char *k)
 {
-    const char *part = k;
     int dots = 0, text = 0;
 
     for (;; k++) {
@@ -302,12 +291,10 @@ static int es_name_dots(const char *k)
                 return dots;
             dots++;
             text = 0;
-            part = k + 1;
         } else if (!blank((unsigned char)*k)) {
             text = 1;
         }
     }
-    (void)part;
 }
 
 /* levels: path parts of the object holding o ("body-json" is 1). */
@@ -423,21 +410,21 @@ static json_object *build_context(builder *b, const tp_doc_input *in)
         int from_request = 1;
 
         if (strcmp(k, "http-method") == 0)
-            v = env_get(in->envp, "REQUEST_METHOD");
+            v = tp_env_get(in->envp, "REQUEST_METHOD");
         else if (strcmp(k, "stage") == 0)
             v = b->cfg->stage, from_request = 0;
         else if (strcmp(k, "api-id") == 0)
             v = b->cfg->api_id, from_request = 0;
         else if (strcmp(k, "source-ip") == 0)
-            v = env_get(in->envp, "REMOTE_ADDR");
+            v = tp_env_get(in->envp, "REMOTE_ADDR");
         else if (strcmp(k, "user") == 0)
-            v = env_get(in->envp, "REMOTE_USER");
+            v = tp_env_get(in->envp, "REMOTE_USER");
         else if (strcmp(k, "user-agent") == 0)
-            v = env_get(in->envp, "HTTP_USER_AGENT");
+            v = tp_env_get(in->envp, "HTTP_USER_AGENT");
         else if (strcmp(k, "request-id") == 0)
             v = in->request_id, from_request = 0;
         else if (strcmp(k, "resource-path") == 0)
-            v = env_get(in->envp, "SCRIPT_NAME");
+            v = tp_env_get(in->envp, "SCRIPT_NAME");
         if (put_string(b, ctx, k, v, from_request) < 0) {
             json_object_put(ctx);
             return NULL;
@@ -480,7 +467,7 @@ json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
 {
     builder b = { cfg, NULL, 0 };
     json_object *doc = NULL, *params = NULL;
-    const char *method = env_get(in->envp, "REQUEST_METHOD");
+    const char *method = tp_env_get(in->envp, "REQUEST_METHOD");
     char ts[32];
     int64_t ms;
 
@@ -491,9 +478,9 @@ json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
 
     if (attach(&b, doc, "body-json", build_body(&b, in, method)) < 0)
         goto fail;
-    if (attach(&b, params, "path", build_path(&b, env_get(in->envp, "PATH_INFO"))) < 0 ||
+    if (attach(&b, params, "path", build_path(&b, tp_env_get(in->envp, "PATH_INFO"))) < 0 ||
         attach(&b, params, "querystring",
-               build_querystring(&b, env_get(in->envp, "QUERY_STRING"))) < 0 ||
+               build_querystring(&b, tp_env_get(in->envp, "QUERY_STRING"))) < 0 ||
         attach(&b, params, "header", build_headers(&b, in->envp)) < 0)
         goto fail;
     if (attach(&b, doc, "params", params) < 0) {
@@ -530,52 +517,116 @@ fail:
     return NULL;
 }
 
-/* Empty doc.<path> (an object) and list it in "truncated". */
-static int empty_member(json_object *doc, const char *parent, const char *key,
-                        const char *label)
+/* The context values that come from the request (the rest are ours). */
+static const char *const context_from_request[] = {
+    "http-method", "source-ip", "user", "user-agent", "resource-path",
+};
+
+/*
+ * Cut doc.<parent>.<key>: an object becomes {}; for "context", the values
+ * from the request become "".  "truncated" then lists label once, and loses
+ * the entries under it ("params.querystring.<name>" once the whole query
+ * string is gone): they name what is no longer there, and a long list of
+ * long names could otherwise keep the document too large by itself.
+ * Returns 1 when something was cut, 0 when there was nothing to cut, -1 when
+ * out of memory.
+ */
+static int cut_member(json_object *doc, const char *parent, const char *key,
+                      const char *label)
 {
-    json_object *p = doc, *tr = NULL, *fresh;
+    json_object *p = doc, *tr = NULL, *m = NULL, *fresh = NULL, *kept = NULL;
+    size_t i, llen = strlen(label);
+    int cut = 0;
 
     if (parent && !json_object_object_get_ex(doc, parent, &p))
-        return -1;
-    if (json_object_object_get_ex(p, key, &fresh) &&
-        json_object_is_type(fresh, json_type_object) &&
-        json_object_object_length(fresh) == 0)
-        return 0;                      /* nothing to cut */
-    fresh = json_object_new_object();
-    if (!fresh || json_object_object_add(p, key, fresh) != 0) {
-        json_object_put(fresh);
-        return -1;
+        return 0;
+    if (!json_object_object_get_ex(p, key, &m))
+        return 0;
+    if (strcmp(label, "context") == 0) {
+        for (i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
+            json_object *v;
+            if (json_object_object_get_ex(m, context_from_request[i], &v) &&
+                json_object_get_string_len(v) > 0) {
+                fresh = json_object_new_string("");
+                if (!fresh || json_object_object_add(m, context_from_request[i], fresh) != 0)
+                    goto oom;
+                fresh = NULL;
+                cut = 1;
+            }
+        }
+    } else if (!json_object_is_type(m, json_type_object) || json_object_object_length(m) > 0) {
+        fresh = json_object_new_object();
+        if (!fresh || json_object_object_add(p, key, fresh) != 0)
+            goto oom;
+        fresh = NULL;
+        cut = 1;
     }
-    if (!json_object_object_get_ex(doc, "truncated", &tr)) {
-        tr = json_object_new_array();
-        if (!tr || json_object_object_add(doc, "truncated", tr) != 0) {
-            json_object_put(tr);
-            return -1;
+    if (!cut)
+        return 0;
+
+    /* "truncated": drop label and the entries under it, then add label. */
+    kept = json_object_new_array();
+    if (!kept)
+        goto oom;
+    if (json_object_object_get_ex(doc, "truncated", &tr)) {
+        for (i = 0; i < json_object_array_length(tr); i++) {
+            json_object *e = json_object_array_get_idx(tr, i);
+            const char *t = json_object_get_string(e);
+            if (strcmp(t, label) == 0 || (strncmp(t, label, llen) == 0 && t[llen] == '.'))
+                continue;
+            if (json_object_array_add(kept, json_object_get(e)) != 0) {
+                json_object_put(e);
+                goto oom;
+            }
         }
     }
-    return json_object_array_add(tr, json_object_new_string(label));
+    fresh = json_object_new_string(label);
+    if (!fresh || json_object_array_add(kept, fresh) != 0)
+        goto oom;
+    fresh = NULL;
+    if (json_object_object_add(doc, "truncated", kept) != 0)
+        goto oom;
+    return 1;
+oom:
+    json_object_put(fresh);
+    json_object_put(kept);
+    return -1;
 }
 
 const char *tp_doc_serialize(const tp_config *cfg, json_object *doc, size_t *len)
 {
+    /* In this order until the document fits.  The context goes last, and only
+     * when max_doc is small next to max_value: with the defaults everything
+     * else cut leaves at most about 150 KiB (six values of 4 KiB each, every
+     * byte a control character written as \u00XX) under the 256 KiB limit. */
     static const struct { const char *parent, *key, *label; } cuts[] = {
         { NULL, "body-json", "body-json" },
         { "params", "querystring", "params.querystring" },
         { "params", "header", "params.header" },
+        { "params", "path", "params.path" },
+        { NULL, "context", "context" },
     };
     const char *s;
-    size_t i;
+    size_t i = 0;
 
-    for (i = 0;; i++) {
+    for (;;) {
         s = json_object_to_json_string_length(doc, JSON_FLAGS, len);
         if (!s)
             return NULL;
         if (*len <= (size_t)cfg->max_doc)
             return s;
-        if (i == sizeof(cuts) / sizeof(cuts[0]))
-            return NULL;      /* cannot happen with max_doc >= 4096 */
-        if (empty_member(doc, cuts[i].parent, cuts[i].key, cuts[i].label) < 0)
-            return NULL;
+        /* Only our configuration's own strings (stage variables) are left
+         * when every cut is made: they alone exceed max_doc. */
+        for (;;) {
+            int r;
+            if (i == sizeof(cuts) / sizeof(cuts[0]))
+                return NULL;
+            r = cut_member(doc, cuts[i].parent, cuts[i].key, cuts[i].label);
+            i++;
+            if (r < 0)
+                return NULL;
+            if (r > 0)
+                break;
+        }
     }
 }

@@ -264,8 +264,10 @@ int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen)
         /* All delivered: start over, so a healthy journal stays empty.
          * Safe because we are its only writer and hold its lock. */
         if (ftruncate(j->fd, 0) < 0) {
+            /* Keep the offset instead: correct, only not compact. */
             snprintf(err, errlen, "cannot truncate %s: %s", j->path, strerror(errno));
-            return write_done(j, err, errlen) < 0 ? -1 : -1;
+            write_done(j, err, errlen);
+            return -1;
         }
         j->done = j->size = 0;
     }
