@@ -329,13 +329,189 @@ static int es_acceptable(json_object *o, int levels)
     }
 }
 
+/*
+ * RFC 8259 JSON, strictly, as Elasticsearch's parser reads it.  json-c's
+ * strict mode still takes things that are not JSON: single-quoted names
+ * ({'a':1}), raw control characters in strings, NaN and Infinity, and "1."
+ * -- which it keeps as text and writes back, so the document would then be
+ * refused whole for a json_parse_exception.  A body that is not JSON is {}.
+ * Nesting deeper than BODY_DEPTH is refused here too (json-c's limit).
+ */
+#define BODY_DEPTH 32
+
+typedef struct jscan {
+    const char *p, *end;
+} jscan;
+
+static void jws(jscan *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int jdigits(jscan *j)
+{
+    const char *start = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+        j->p++;
+    return j->p > start;
+}
+
+static int jhex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int jstring(jscan *j)
+{
+    j->p++;                                   /* the opening quote */
+    while (j->p < j->end) {
+        unsigned char c = (unsigned char)*j->p++;
+        if (c == '"')
+            return 1;
+        if (c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (j->p >= j->end)
+                return 0;
+            c = (unsigned char)*j->p++;
+            if (c == 'u') {
+                if (j->end - j->p < 4 || !jhex(j->p[0]) || !jhex(j->p[1]) ||
+                    !jhex(j->p[2]) || !jhex(j->p[3]))
+                    return 0;
+                j->p += 4;
+            } else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static int jliteral(jscan *j, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
+        return 0;
+    j->p += n;
+    return 1;
+}
+
+static int jvalue(jscan *j, int depth)
+{
+    if (j->p >= j->end)
+        return 0;
+    switch (*j->p) {
+    case '{':
+    case '[': {
+        char close = *j->p == '{' ? '}' : ']';
+        int object = close == '}';
+        if (depth >= BODY_DEPTH)
+            return 0;
+        j->p++;
+        jws(j);
+        if (j->p < j->end && *j->p == close) {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (object) {
+                if (j->p >= j->end || *j->p != '"' || !jstring(j))
+                    return 0;
+                jws(j);
+                if (j->p >= j->end || *j->p++ != ':')
+                    return 0;
+                jws(j);
+            }
+            if (!jvalue(j, depth + 1))
+                return 0;
+            jws(j);
+            if (j->p >= j->end)
+                return 0;
+            if (*j->p == close) {
+                j->p++;
+                return 1;
+            }
+            if (*j->p++ != ',')
+                return 0;
+            jws(j);
+        }
+    }
+    case '"':
+        return jstring(j);
+    case 't':
+        return jliteral(j, "true");
+    case 'f':
+        return jliteral(j, "false");
+    case 'n':
+        return jliteral(j, "null");
+    default:
+        if (*j->p == '-')
+            j->p++;
+        if (j->p < j->end && *j->p == '0')
+            j->p++;
+        else if (!jdigits(j))
+            return 0;
+        if (j->p < j->end && *j->p == '.') {
+            j->p++;
+            if (!jdigits(j))
+                return 0;
+        }
+        if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+            j->p++;
+            if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+                j->p++;
+            if (!jdigits(j))
+                return 0;
+        }
+        return 1;
+    }
+}
+
+/* 1 when s[0..len) is one JSON value with nothing but whitespace around. */
+static int json_strict(const char *s, size_t len)
+{
+    jscan j = { s, s + len };
+
+    jws(&j);
+    if (!jvalue(&j, 0))
+        return 0;
+    jws(&j);
+    return j.p == j.end;
+}
+
+/* 0 when cl is a decimal length other than len; 1 when it is len, or is
+ * missing or not a number (nothing to compare with). */
+static int declared_length_matches(const char *cl, size_t len)
+{
+    unsigned long long n = 0;
+
+    if (!cl || !*cl)
+        return 1;
+    for (; *cl; cl++) {
+        if (*cl < '0' || *cl > '9' || n > (~0ULL - 9) / 10)
+            return 1;
+        n = n * 10 + (unsigned)(*cl - '0');
+    }
+    return n == (unsigned long long)len;
+}
+
 static json_object *build_body(builder *b, const tp_doc_input *in, const char *method)
 {
     json_object *parsed = NULL;
     char *fixed = NULL;
     size_t flen;
 
-    if (!method || strcmp(method, "POST") != 0 || !in->body || in->body_len == 0)
+    if (!method || strcmp(method, "POST") != 0)
+        return json_object_new_object();
+    if (!declared_length_matches(tp_env_get(in->envp, "CONTENT_LENGTH"),
+                                 in->body ? in->body_len : 0)) {
+        /* FastCGI 6.2: a body of another length than CONTENT_LENGTH is not
+         * the request's body (the client stopped, or sent more). */
+        note_cut(b, "body-json", NULL, 0);
+        return json_object_new_object();
+    }
+    if (!in->body || in->body_len == 0)
         return json_object_new_object();
     if (!in->body_complete || in->body_len > (size_t)b->cfg->max_body) {
         note_cut(b, "body-json", NULL, 0);
@@ -344,8 +520,8 @@ static json_object *build_body(builder *b, const tp_doc_input *in, const char *m
     /* Invalid UTF-8 inside strings becomes U+FFFD before parsing, so the
      * body's other fields survive. */
     fixed = tp_utf8_repair_dup(in->body, in->body_len, 0, &flen, NULL);
-    if (fixed) {
-        json_tokener *tok = json_tokener_new_ex(32);
+    if (fixed && json_strict(fixed, flen)) {
+        json_tokener *tok = json_tokener_new_ex(BODY_DEPTH);
         if (tok) {
             json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
             parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
@@ -355,8 +531,8 @@ static json_object *build_body(builder *b, const tp_doc_input *in, const char *m
             }
             json_tokener_free(tok);
         }
-        free(fixed);
     }
+    free(fixed);
     if (parsed && json_object_is_type(parsed, json_type_object) &&
         es_acceptable(parsed, 1))
         return parsed;

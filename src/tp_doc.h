@@ -37,8 +37,11 @@ json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
 
 /*
  * Serialize doc as one line of compact JSON, enforcing cfg->max_doc: when the
- * text is larger, body-json, then params.querystring, then params.header are
- * emptied (and listed in "truncated") until it fits.  Returns a string owned
+ * text is larger, body-json, then params.querystring, params.header,
+ * params.path, and last the request's own values in context (http-method,
+ * source-ip, user, user-agent, resource-path become "") are emptied and
+ * listed in "truncated" (which then drops its per-name entries under what
+ * was emptied) until it fits.  Returns a string owned
  * by doc (valid until doc changes or is released) and its length in *len,
  * or NULL on failure.
  */

@@ -467,6 +467,7 @@ static int make_canonical_query(struct sbuf *b, struct sbuf *qbuf,
     struct qpart parts[TP_SIGV4_MAX_QUERY_PARTS];
     size_t offs[TP_SIGV4_MAX_QUERY_PARTS][3]; /* key start, '=' pos, end */
     size_t nparts = 0, i;
+    const char *base;
     const char *p = query;
 
     if(!query || !*query)
@@ -514,11 +515,14 @@ static int make_canonical_query(struct sbuf *b, struct sbuf *qbuf,
     if(!nparts)
         return 0;
 
-    /* qbuf no longer moves: turn offsets into pointers and sort */
+    /* qbuf no longer moves: turn offsets into pointers and sort.  When
+     * every part is empty ("=&") nothing was ever added and qbuf->p is
+     * NULL: NULL + 0 is undefined behaviour, so point at "". */
+    base = qbuf->p ? qbuf->p : "";
     for(i = 0; i < nparts; i++) {
-        parts[i].key = qbuf->p + offs[i][0];
+        parts[i].key = base + offs[i][0];
         parts[i].keylen = offs[i][1] - offs[i][0];
-        parts[i].val = qbuf->p + offs[i][1];
+        parts[i].val = base + offs[i][1];
         parts[i].vallen = offs[i][2] - offs[i][1];
     }
     qsort(parts, nparts, sizeof(parts[0]), qpart_cmp);

@@ -43,10 +43,10 @@ static const row rows[] = {
       "\"X-Forwarded-For\":\"198.51.100.1\"}}", "{}",
       "GET", "::1", "alice", "Mozilla/5.0 (X11)", "/pixel", "" },
     { "POST JSON object", 0,
-      { "REQUEST_METHOD=POST", "CONTENT_TYPE=application/json", "CONTENT_LENGTH=17", NULL },
+      { "REQUEST_METHOD=POST", "CONTENT_TYPE=application/json", "CONTENT_LENGTH=18", NULL },
       "{\"a\":1,\"b\":[true]}", "{\"a\":1,\"b\":[true]}",
       "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Type\":\"application/json\","
-      "\"Content-Length\":\"17\"}}", "{}",
+      "\"Content-Length\":\"18\"}}", "{}",
       "POST", "", "", "", "", "" },
     { "POST not an object", 0, { "REQUEST_METHOD=POST", NULL },
       "[1,2]", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
@@ -87,6 +87,111 @@ static const row rows[] = {
       "{\"path\":{},\"querystring\":{\"v\":\"\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\"},\"header\":{}}",
       "{\"campaign\":\"winter\"}",
       "GET", "", "", "", "", ",\"truncated\":[\"params.querystring.v\"]" },
+    /* Found by fuzz_doc (tests/fuzz/corpus/doc/nul-in-names): json-c keys
+     * are C strings, so "%00" became the empty name Elasticsearch refuses. */
+    { "NUL in a name is U+FFFD", 0,
+      { "REQUEST_METHOD=GET", "QUERY_STRING=%00=nul&a%00b=1&a=2", NULL },
+      NULL, "{}",
+      "{\"path\":{},\"querystring\":{\"" FFFD "\":\"nul\",\"a" FFFD "b\":\"1\",\"a\":\"2\"},"
+      "\"header\":{}}", "{}",
+      "GET", "", "", "", "", "" },
+    /* A repeat of a kept header still wins when its name needed repair. */
+    { "limits: repeat of a repaired header name", 1,
+      { "REQUEST_METHOD=GET", "HTTP_A\xFF=1", "HTTP_B=2", "HTTP_A\xFF=3", NULL },
+      NULL, "{}",
+      "{\"path\":{},\"querystring\":{},\"header\":{\"A" FFFD "\":\"3\",\"B\":\"2\"}}",
+      "{\"campaign\":\"winter\"}",
+      "GET", "", "", "", "", "" },
+    { "POST NaN is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":NaN}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST Infinity is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":1,\"b\":-Infinity}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST 1e999 is no double", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":1e999}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST integer past 2^63-1", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":9223372036854775808}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST integer past 2^64 (json-c clamps)", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":[99999999999999999999999]}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST 2^63-1 kept", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":9223372036854775807,\"b\":-1.5e300}", "{\"a\":9223372036854775807,\"b\":-1.5e300}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST empty field name", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":{\"\":1}}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST NUL field name (json-c cuts it to empty)", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"\\u0000x\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST blank field name", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\" \":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST leading dot", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\".a\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST double dot", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a..b\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST trailing dot", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a.\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST dotted name kept", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a.b\":1,\"c d\":2}", "{\"a.b\":1,\"c d\":2}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST lone surrogate escapes become U+FFFD", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":\"\\ud800x\\udc00\",\"e\":\"\\ud83d\\ude00\"}", "{\"a\":\"" FFFD "x" FFFD "\",\"e\":\"\xF0\x9F\x98\x80\"}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST 19 nested objects kept (mapping depth 20)", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":1}}}}}}}}}}}}}}}}}}}", "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":1}}}}}}}}}}}}}}}}}}}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST 20 nested objects is too deep", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":1}}}}}}}}}}}}}}}}}}}}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST dotted name of 19 parts kept", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a\":1}", "{\"a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a\":1}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST dotted name of 20 parts is too deep", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    /* FastCGI 6.2: a body of another length than CONTENT_LENGTH is not the body. */
+    { "POST Content-Length larger than the body", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=1000", NULL },
+      "{\"a\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"1000\"}}", "{}",
+      "POST", "", "", "", "", ",\"truncated\":[\"body-json\"]" },
+    { "POST Content-Length smaller than the body", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=3", NULL },
+      "{\"a\":1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"3\"}}", "{}",
+      "POST", "", "", "", "", ",\"truncated\":[\"body-json\"]" },
+    { "POST Content-Length and no body at all", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=10", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"10\"}}", "{}",
+      "POST", "", "", "", "", ",\"truncated\":[\"body-json\"]" },
+    { "POST Content-Length equal", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=7", NULL },
+      "{\"a\":1}", "{\"a\":1}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"7\"}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST Content-Length not a number is not compared", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=x7", NULL },
+      "{\"a\":1}", "{\"a\":1}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"x7\"}}", "{}",
+      "POST", "", "", "", "", "" },
+    /* json-c's strict mode still reads these; they are not JSON (and "1." came
+     * back out as it stood, so Elasticsearch refused the whole document). */
+    { "POST number '1.' is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":1.}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST single-quoted name is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{'a':1}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST raw tab in a string is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":\"x\ty\"}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST raw newline in a string is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":\"x\ny\"}", "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST whitespace around, numbers in every form", 0, { "REQUEST_METHOD=POST", NULL },
+      " \r\n{\"a\" : -0.0e+1 , \"b\":[0,1E5,2.50,-3]}\n ", "{\"a\":-0.0e+1,\"b\":[0,1E5,2.50,-3]}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST escapes kept", 0, { "REQUEST_METHOD=POST", NULL },
+      "{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"}", "{\"a\":\"\\\"\\\\/\\b\\f\\n\\r\\t\xC3\xA9\"}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
 };
 
 START_TEST(document_table)
@@ -168,6 +273,91 @@ START_TEST(document_size_limit)
 }
 END_TEST
 
+/* The document always fits max_doc: with values as large as the document,
+ * the header and then the request's context values go.  (Before, serialize
+ * gave up after params.header and the hit was not recorded.) */
+START_TEST(document_size_context_last)
+{
+    static char ua[4200];
+    char *env[] = { "TRACKPIXEL_MAX_DOC=4096", "TRACKPIXEL_MAX_VALUE=4096", NULL };
+    const char *cgi[] = { ua, "REQUEST_METHOD=GET", "REMOTE_ADDR=203.0.113.9", NULL };
+    tp_config cfg;
+    tp_doc_input in;
+    json_object *doc, *tr, *ctx, *v;
+    char err[256];
+    const char *got;
+    size_t len;
+
+    memset(ua, 0, sizeof(ua));
+    snprintf(ua, sizeof(ua), "HTTP_USER_AGENT=");
+    memset(ua + strlen(ua), '\x01', 4000);       /* 6 bytes each once escaped */
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)cgi;
+    in.request_id = ID;
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    got = tp_doc_serialize(&cfg, doc, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_le(len, 4096);
+    ck_assert(json_object_object_get_ex(doc, "truncated", &tr));
+    ck_assert_str_eq(json_object_to_json_string_ext(tr, JSON_C_TO_STRING_PLAIN),
+                     "[\"params.header\",\"context\"]");
+    ck_assert(json_object_object_get_ex(doc, "context", &ctx));
+    ck_assert(json_object_object_get_ex(ctx, "user-agent", &v));
+    ck_assert_str_eq(json_object_get_string(v), "");
+    ck_assert(json_object_object_get_ex(ctx, "source-ip", &v));
+    ck_assert_str_eq(json_object_get_string(v), "");
+    ck_assert(json_object_object_get_ex(ctx, "request-id", &v));
+    ck_assert_str_eq(json_object_get_string(v), ID);
+    json_object_put(doc);
+    tp_config_free(&cfg);
+}
+END_TEST
+
+/* Defaults: 70 parameters with 5000-byte names.  Each cut name is listed in
+ * "truncated" (64 entries of 4 KiB: more than the 256 KiB limit alone); once
+ * the query string is cut those entries go with it, and the hit is recorded.
+ * (Before, the list kept the document too large and the hit was dropped.) */
+START_TEST(document_size_truncated_list_collapses)
+{
+    static char qs[70 * 5010 + 32];
+    char *env[] = { NULL };
+    const char *cgi[] = { qs, "REQUEST_METHOD=GET", NULL };
+    tp_config cfg;
+    tp_doc_input in;
+    json_object *doc, *tr;
+    char err[256];
+    const char *got;
+    size_t len, o;
+
+    o = (size_t)snprintf(qs, sizeof(qs), "QUERY_STRING=");
+    for (int i = 0; i < 70; i++) {
+        o += (size_t)snprintf(qs + o, sizeof(qs) - o, "%s%02d", i ? "&" : "", i);
+        memset(qs + o, 'n', 4998);
+        o += 4998;
+        qs[o++] = '=';
+        qs[o++] = '1';
+    }
+    qs[o] = '\0';
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)cgi;
+    in.request_id = ID;
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    ck_assert(json_object_object_get_ex(doc, "truncated", &tr));
+    ck_assert_uint_eq(json_object_array_length(tr), 64);
+    got = tp_doc_serialize(&cfg, doc, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_le(len, 262144);
+    ck_assert_ptr_nonnull(strstr(got, "\"querystring\":{}"));
+    ck_assert(json_object_object_get_ex(doc, "truncated", &tr));
+    ck_assert_str_eq(json_object_to_json_string_ext(tr, JSON_C_TO_STRING_PLAIN),
+                     "[\"params.querystring\"]");
+    json_object_put(doc);
+    tp_config_free(&cfg);
+}
+END_TEST
+
 START_TEST(rfc3339)
 {
     char out[32];
@@ -184,6 +374,8 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("build");
     tcase_add_loop_test(tc, document_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
     tcase_add_test(tc, document_size_limit);
+    tcase_add_test(tc, document_size_context_last);
+    tcase_add_test(tc, document_size_truncated_list_collapses);
     tcase_add_test(tc, rfc3339);
     suite_add_tcase(s, tc);
     return s;

@@ -17,6 +17,7 @@ static const struct {
     { "CONTENT_LENGTH", "Content-Length" },
     { "HTTP_AUTHORIZATION", NULL },
     { "HTTP_PROXY_AUTHORIZATION", NULL },
+    { "HTTP_proxy-Authorization", NULL },
     { "REMOTE_ADDR", NULL },
     { "QUERY_STRING", NULL },
     { "HTTP_", NULL },
@@ -44,12 +45,34 @@ START_TEST(too_small)
 }
 END_TEST
 
+/* Found by fuzz_header (tests/fuzz/corpus/header/credential-small-buffer):
+ * a credential header with a small buffer was "too long" (-1), which the
+ * document builder lists in "truncated", instead of "never recorded". */
+START_TEST(credential_small_buffer)
+{
+    char out[4];
+    ck_assert_int_eq(tp_header_name("HTTP_AUTHORIZATION", 18, out, 0), 0);
+    ck_assert_int_eq(tp_header_name("HTTP_Proxy_authorization", 24, out, sizeof(out)), 0);
+}
+END_TEST
+
+/* A name with a NUL byte is no CGI variable: not "Authorization\0x". */
+START_TEST(nul_in_name)
+{
+    char out[64];
+    ck_assert_int_eq(tp_header_name("HTTP_AUTHORIZATION\0x", 20, out, sizeof(out)), 0);
+    ck_assert_int_eq(tp_header_name("HTTP_X\0Y", 8, out, sizeof(out)), 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("header");
     TCase *tc = tcase_create("name");
     tcase_add_loop_test(tc, name_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
     tcase_add_test(tc, too_small);
+    tcase_add_test(tc, credential_small_buffer);
+    tcase_add_test(tc, nul_in_name);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -810,6 +810,27 @@ START_TEST(test_err_buffer_optional)
 }
 END_TEST
 
+/* Fuzzer find (tests/fuzz/corpus/sigv4/empty-query-part): a query whose
+ * parts are all empty used NULL + 0 (UBSan).  It signs, and its canonical
+ * query is "=", as botocore makes it. */
+START_TEST(test_empty_query_parts)
+{
+    static const char *queries[] = { "=&", "=", "&=&" };
+    struct fixture f;
+    tp_sigv4_result out;
+    char err[256];
+    const char *line;
+
+    fx_base(&f);
+    f.req.query = queries[_i];
+    ck_assert_int_eq(tp_sigv4_sign(&f.req, &f.creds, &f.params, &out, err, sizeof(err)), 0);
+    line = strchr(strchr(out.canonical_request, '\n') + 1, '\n') + 1;
+    ck_assert_msg(strncmp(line, "=\n", 2) == 0, "query %s: canonical query line %.20s",
+                  queries[_i], line);
+    tp_sigv4_result_free(&out);
+}
+END_TEST
+
 /* --------------------------------------------------------------- runner */
 
 static Suite *sigv4_suite(void)
@@ -840,6 +861,9 @@ static Suite *sigv4_suite(void)
     }
     tc = tcase_create("key_cache");
     tcase_add_test(tc, test_key_cache);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("empty_query_parts");
+    tcase_add_loop_test(tc, test_empty_query_parts, 0, 3);
     suite_add_tcase(s, tc);
     tc = tcase_create("err_buffer_optional");
     tcase_add_test(tc, test_err_buffer_optional);

@@ -102,9 +102,11 @@ class Worker:
     """trackpixel as a FastCGI worker on a loopback socket passed as fd 0,
     exactly as spawn-fcgi, mod_fcgid and lighttpd hand it over."""
 
-    def __init__(self, env, cwd=None, program=None):
+    def __init__(self, env, cwd=None, program=None, wrapper=None):
         self.port = None
         self.program = program or TRACKPIXEL
+        # A command line the program runs under, e.g. ["valgrind", "-q"].
+        self.wrapper = list(wrapper or [])
         self.cwd = cwd or tempfile.mkdtemp(prefix="tp-worker-")
         self.env = dict(env)
         # Never the system spool: each worker gets one in its directory
@@ -121,7 +123,7 @@ class Worker:
         sock.listen(128)
         self.port = sock.getsockname()[1]
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([self.program], stdin=sock.fileno(),
+            self.proc = subprocess.Popen(self.wrapper + [self.program], stdin=sock.fileno(),
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          env=self.env, cwd=self.cwd)
         sock.close()

@@ -62,6 +62,132 @@ static int ref_valid(const unsigned char *p, size_t len)
     return 1;
 }
 
+/*
+ * Independent strict RFC 8259 check of the output (what Elasticsearch's
+ * parser accepts), as a state machine with an explicit stack: json-c reads
+ * back things that are not JSON (it wrote "1." back as it read it).
+ */
+static int strict_json(const char *s, size_t len)
+{
+    char stack[256];                 /* '{' or '[' */
+    size_t sp = 0, i = 0;
+    enum { VALUE, AFTER_VALUE, KEY, COLON, FIRST_VALUE_OR_CLOSE, FIRST_KEY_OR_CLOSE } st = VALUE;
+
+#define WS() while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++
+    for (;;) {
+        WS();
+        if (i == len)
+            return st == AFTER_VALUE && sp == 0;
+        char c = s[i];
+        switch (st) {
+        case FIRST_KEY_OR_CLOSE:
+            if (c == '}') { sp--; i++; st = AFTER_VALUE; continue; }
+            /* fall through */
+        case KEY:
+            if (c != '"')
+                return 0;
+            /* fall through */
+        case FIRST_VALUE_OR_CLOSE:
+            if (st == FIRST_VALUE_OR_CLOSE && c == ']') { sp--; i++; st = AFTER_VALUE; continue; }
+            /* fall through */
+        case VALUE:
+            if (c == '{' || c == '[') {
+                if (sp == sizeof(stack))
+                    return 0;
+                stack[sp++] = c;
+                i++;
+                st = c == '{' ? FIRST_KEY_OR_CLOSE : FIRST_VALUE_OR_CLOSE;
+                continue;
+            }
+            if (c == '"') {
+                int was_key = (st == KEY || st == FIRST_KEY_OR_CLOSE);
+                for (i++;; i++) {
+                    if (i >= len || (unsigned char)s[i] < 0x20)
+                        return 0;
+                    if (s[i] == '"')
+                        break;
+                    if (s[i] == '\\') {
+                        i++;
+                        if (i >= len)
+                            return 0;
+                        if (s[i] == 'u') {
+                            for (int k = 1; k <= 4; k++)
+                                if (i + k >= len || !strchr("0123456789abcdefABCDEF", s[i + k]) ||
+                                    s[i + k] == '\0')
+                                    return 0;
+                            i += 4;
+                        } else if (!s[i] || !strchr("\"\\/bfnrt", s[i])) {
+                            return 0;
+                        }
+                    }
+                }
+                i++;
+                st = was_key ? COLON : AFTER_VALUE;
+                continue;
+            }
+            if (st == KEY || st == FIRST_KEY_OR_CLOSE)
+                return 0;
+            if (len - i >= 4 && (!memcmp(s + i, "true", 4) || !memcmp(s + i, "null", 4))) {
+                i += 4; st = AFTER_VALUE; continue;
+            }
+            if (len - i >= 5 && !memcmp(s + i, "false", 5)) {
+                i += 5; st = AFTER_VALUE; continue;
+            }
+            {   /* -?(0|[1-9]d*)(.d+)?([eE][+-]?d+)? */
+                size_t d;
+                if (s[i] == '-')
+                    i++;
+                if (i < len && s[i] == '0')
+                    i++;
+                else {
+                    for (d = i; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                        ;
+                    if (i == d)
+                        return 0;
+                }
+                if (i < len && s[i] == '.') {
+                    for (d = ++i; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                        ;
+                    if (i == d)
+                        return 0;
+                }
+                if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+                    i++;
+                    if (i < len && (s[i] == '+' || s[i] == '-'))
+                        i++;
+                    for (d = i; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+                        ;
+                    if (i == d)
+                        return 0;
+                }
+                st = AFTER_VALUE;
+                continue;
+            }
+        case COLON:
+            if (c != ':')
+                return 0;
+            i++;
+            st = VALUE;
+            continue;
+        case AFTER_VALUE:
+            if (sp == 0)
+                return 0;                /* something after the root value */
+            if (c == ',') {
+                i++;
+                st = stack[sp - 1] == '{' ? KEY : VALUE;
+                continue;
+            }
+            if ((c == '}' && stack[sp - 1] == '{') || (c == ']' && stack[sp - 1] == '[')) {
+                sp--;
+                i++;
+                continue;
+            }
+            return 0;
+        }
+    }
+#undef WS
+}
+
 /* Every key of every object in o is non-empty. */
 static void check_keys(json_object *o, int depth)
 {
@@ -77,16 +203,16 @@ static void check_keys(json_object *o, int depth)
     }
 }
 
-/* obj is an object of at most max string members, each name and value at
- * most max_value bytes. */
-static void check_strings(json_object *obj, long max, long max_value)
+/* obj is an object of at most max string members, each value (and each
+ * name, when names come from the request) at most max_value bytes. */
+static void check_strings(json_object *obj, long max, long max_value, int names)
 {
     CHECK(json_object_is_type(obj, json_type_object));
     CHECK((long)json_object_object_length(obj) <= max);
     json_object_object_foreach(obj, k, v) {
-        CHECK((long)strlen(k) <= max_value);
+        CHECK(!names || (long)strlen(k) <= max_value);
         CHECK(json_object_is_type(v, json_type_string));
-        CHECK(json_object_get_string_len(v) <= max_value);
+        CHECK(!names || json_object_get_string_len(v) <= max_value);
     }
 }
 
@@ -101,12 +227,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const struct { long params, headers, value, body, doc; } limits[] = {
-        { 100, 100, 4096, 65536, 262144 },   /* the defaults */
-        { 3, 3, 16, 64, 4096 },              /* tight: every limit is reachable */
-        { 5, 5, 4096, 4096, 4096 },          /* values as large as the document */
-        { 100, 100, 256, 65536, 4096 },
+    /* The limits, through the real configuration loader. */
+    static char *const presets[4][7] = {
+        { NULL },                                        /* the defaults */
+        { "TRACKPIXEL_MAX_PARAMS=3", "TRACKPIXEL_MAX_HEADERS=3", "TRACKPIXEL_MAX_VALUE=16",
+          "TRACKPIXEL_MAX_BODY=64", "TRACKPIXEL_MAX_DOC=4096", NULL },   /* tight */
+        { "TRACKPIXEL_MAX_PARAMS=5", "TRACKPIXEL_MAX_HEADERS=5", "TRACKPIXEL_MAX_VALUE=4096",
+          "TRACKPIXEL_MAX_BODY=4096", "TRACKPIXEL_MAX_DOC=4096", NULL }, /* values as large as the document */
+        { "TRACKPIXEL_MAX_VALUE=256", "TRACKPIXEL_MAX_DOC=4096", NULL },
     };
+    static const char *const from_request[] = {
+        "http-method", "source-ip", "user", "user-agent", "resource-path",
+    };
+    static char *const with_stage_var[] = { "TRACKPIXEL_STAGE_VAR_campaign=winter",
+                                            "TRACKPIXEL_API_ID=api-1", NULL };
     tp_config cfg;
     tp_doc_input in;
     char **envp = NULL, *copy = NULL, err[256];
@@ -120,17 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     pick = data[0];
 
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.stage = "prod";
-    cfg.api_id = "api-1";
-    cfg.stage_vars[0].name = "campaign";
-    cfg.stage_vars[0].value = "winter";
-    cfg.nstage_vars = (pick & 0x10) ? 1 : 0;
-    cfg.max_params = limits[pick & 3].params;
-    cfg.max_headers = limits[pick & 3].headers;
-    cfg.max_value = limits[pick & 3].value;
-    cfg.max_body = limits[pick & 3].body;
-    cfg.max_doc = limits[pick & 3].doc;
+    CHECK(tp_config_load(&cfg, (pick & 0x10) ? with_stage_var : presets[pick & 3],
+                         err, sizeof(err)) == 0);
 
     /* NUL-terminated copy, split in place. */
     copy = malloc(size);
@@ -170,6 +295,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(tp_utf8_valid(text, len));
     CHECK(ref_valid((const unsigned char *)text, len));
 
+    CHECK(strict_json(text, len));
     tok = json_tokener_new();
     CHECK(tok);
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
@@ -181,10 +307,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     CHECK(json_object_is_type(member(back, "body-json"), json_type_object));
     params = member(back, "params");
-    check_strings(member(params, "querystring"), cfg.max_params, cfg.max_value);
-    check_strings(member(params, "header"), cfg.max_headers, cfg.max_value);
-    check_strings(member(params, "path"), 1, cfg.max_value);
-    check_strings(member(back, "context"), 18, cfg.max_value);
+    check_strings(member(params, "querystring"), cfg.max_params, cfg.max_value, 1);
+    check_strings(member(params, "header"), cfg.max_headers, cfg.max_value, 1);
+    check_strings(member(params, "path"), 1, cfg.max_value, 1);
+    check_strings(member(back, "context"), 18, cfg.max_value, 0);
+    for (i = 0; i < sizeof(from_request) / sizeof(from_request[0]); i++)
+        CHECK(json_object_get_string_len(member(member(back, "context"), from_request[i])) <=
+              cfg.max_value);
     CHECK(json_object_is_type(member(back, "date"), json_type_int));
     CHECK(json_object_is_type(member(back, "@timestamp"), json_type_string));
     if (json_object_object_get_ex(back, "truncated", &tr)) {
@@ -197,6 +326,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_tokener_free(tok);
     json_object_put(back);
     json_object_put(doc);
+    tp_config_free(&cfg);
     free(envp);
     free(copy);
     return 0;
