@@ -1,0 +1,1337 @@
+#!/usr/bin/python3
+"""bench.py - trackpixel's benchmarks, side by side in one run (issue 6).
+
+    make bench                  (full run; rewrites BENCHMARKS.md)
+    make bench BENCH_QUICK=1    (short run for CI; writes bench/quick.md)
+    bench/bench.py --help
+
+Throughput and latency, with the same wrk load for every row:
+
+  1. nginx empty_gif                  the ceiling for a pixel over HTTP here
+  2. lighttpd, a static 60-byte file
+  3. lighttpd + bench/bare_pixel      the ceiling for any FastCGI pixel
+  4. lighttpd + trackpixel            signing on, journal on, fast stand-in
+  5. Apache mod_fcgid + trackpixel    the same
+  6. as 4, the stand-in answers after 500 ms
+  7. as 4, the stand-in stopped       the cluster is down
+
+Rows 3 to 7 use the SHIPPED configurations (lighttpd/50-trackpixel.conf,
+apache/trackpixel.conf), rendered by tests/webserver.py as the tests do; the
+only change is the number of worker processes, made equal for 3, 4, 5 (and
+6, 7).  Row 3 runs bench/bare_pixel through the very same lighttpd
+configuration, in place of trackpixel.
+
+Per-hit cost: CPU instructions per hit (valgrind --tool=callgrind; two runs
+of W and W+N hits through tests/fcgi_client.py, so start-up, the first
+connection and shutdown cancel out), split by phase with callgrind_annotate's
+inclusive costs; and one worker's resident memory (VmRSS) after 1,000 and
+after 100,000 hits.
+
+The Elasticsearch stand-in is bench/es_fast (answers at once, or after
+--delay-ms, verifies nothing): tests/es_standin.py verifies every signature
+and would be the bottleneck.
+
+Everything listens on 127.0.0.1 only; everything started is stopped at the
+end, also on failure or Ctrl-C.  These are benchmarks, not tests: the exit
+status is 0 when the run completed, whatever the numbers.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.environ.get("TP_SRCDIR") or os.path.join(HERE, ".."))
+BUILDDIR = os.path.abspath(os.environ.get("TP_BUILDDIR") or SRCDIR)
+os.environ["TP_SRCDIR"] = SRCDIR
+os.environ["TP_BUILDDIR"] = BUILDDIR
+sys.path.insert(0, os.path.join(SRCDIR, "tests"))
+
+import tplib          # noqa: E402
+import webserver      # noqa: E402
+import fcgi_client    # noqa: E402
+
+TRACKPIXEL = os.path.join(BUILDDIR, "src", "trackpixel")
+BARE_PIXEL = os.path.join(BUILDDIR, "bench", "bare_pixel")
+ES_FAST = os.path.join(BUILDDIR, "bench", "es_fast")
+REPORT_LUA = os.path.join(SRCDIR, "bench", "report.lua")
+
+# One request for every row: a pixel with a campaign's query string and the
+# headers a browser sends for an <img>.
+QUERY = "utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale&uid=4f3c2a9e&v=3"
+HEADERS = [
+    ("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                   "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"),
+    ("Accept", "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"),
+    ("Accept-Language", "en-US,en;q=0.9"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    ("Referer", "https://www.example.com/blog/2025/11/winter-sale?ref=home"),
+]
+
+# Signing as in production: long-term keys (AWS's documentation example
+# keys) and a region.  No session token: Apache's mod_fcgid cannot pass one
+# (apache/README.md), and rows 4 and 5 must sign the same way.
+KEYS = {"AWS_ACCESS_KEY_ID": tplib.AWS_KEYS["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": tplib.AWS_KEYS["AWS_SECRET_ACCESS_KEY"]}
+REGION = tplib.AWS_KEYS["AWS_REGION"]
+
+SLOW_MS = 500
+
+
+def log(msg):
+    print("bench: " + msg, flush=True)
+
+
+class Drift(webserver.ConfigDrift):
+    pass
+
+
+def edit_line(text, pattern, line, what):
+    """The one line matching pattern (group 1: its indentation) becomes line."""
+    found = list(re.finditer(pattern, text, re.M))
+    if len(found) != 1:
+        raise Drift("%s: %d lines match %r in the shipped configuration, expected 1"
+                    % (what, len(found), pattern))
+    m = found[0]
+    return text[:m.start()] + m.group(1) + line + text[m.end():]
+
+
+# ------------------------------------------------------------- processes
+
+class Stopper:
+    """What the run started, stopped in reverse order by close(), each step
+    whatever happened to the others."""
+
+    def __init__(self):
+        self.steps = []
+
+    def push(self, what, fn):
+        self.steps.append((what, fn))
+        return fn
+
+    def cancel(self, fn):
+        self.steps = [(w, f) for w, f in self.steps if f is not fn]
+
+    def run(self, fn):
+        """Run one step now (and forget it)."""
+        self.cancel(fn)
+        fn()
+
+    def close(self):
+        while self.steps:
+            what, fn = self.steps.pop()
+            try:
+                fn()
+            except Exception as e:          # noqa: BLE001 - keep stopping the rest
+                log("stopping %s: %s" % (what, e))
+
+
+def stop_popen(p, sig=signal.SIGTERM, timeout=20):
+    """Signal our child p (and, as it leads its own session, its group: nginx's
+    workers, valgrind's), wait, then SIGKILL whatever of that group is left."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except OSError:
+            p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def reap_children(names=tuple(webserver.REAPABLE) + ("bare_pixel",)):
+    """Reap the zombies of processes the web servers started and left to us
+    (we are a child subreaper, see tests/webserver.py): by name, never a
+    child that a Popen object of ours owns."""
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = webserver.proc_stat(int(name))
+        if st and st[2] == me and st[1] == "Z" and st[0] in names:
+            try:
+                os.waitpid(int(name), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def stop_server(srv):
+    """Stop a tests/webserver.py server (graceful, then whatever is left is
+    killed) and reap what it leaves."""
+    try:
+        srv.__exit__(None, None, None)
+    finally:
+        reap_children()
+
+
+def wait_port(port, timeout=15.0, proc=None, what="server"):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
+        if time.monotonic() > deadline:
+            raise RuntimeError("%s did not listen on %d" % (what, port))
+        time.sleep(0.05)
+
+
+class EsFast:
+    """bench/es_fast: the Elasticsearch stand-in that answers at once."""
+
+    def __init__(self, stopper, workdir, delay_ms=0, port=0):
+        self.stopper = stopper
+        self.delay_ms = delay_ms
+        self.port = port
+        self.err_path = os.path.join(workdir, "es_fast.%d.log" % time.monotonic_ns())
+        self.proc = None
+        self._stop = None
+
+    def start(self):
+        with open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [ES_FAST, "--port", str(self.port), "--delay-ms", str(self.delay_ms)],
+                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self._stop = self.stopper.push("es_fast", lambda: stop_popen(self.proc))
+        line = self.proc.stdout.readline().decode()
+        m = re.match(r"port (\d+)", line)
+        if not m:
+            raise RuntimeError("es_fast did not start: %r" % line)
+        self.port = int(m.group(1))
+        return self
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def stats(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/_bench/stats")
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def docs(self):
+        s = self.stats()
+        return s["creates"] + s["bulk_docs"]
+
+    def stop(self):
+        if self._stop:
+            self.stopper.run(self._stop)
+            self._stop = None
+
+
+class Nginx:
+    """nginx with its own configuration in a temporary directory."""
+
+    def __init__(self, stopper, workdir, port):
+        self.stopper = stopper
+        self.dir = os.path.join(workdir, "nginx")
+        self.port = port
+        self.proc = None
+        self._stop = None
+
+    def start(self):
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        conf = os.path.join(self.dir, "nginx.conf")
+        temps = "".join("    %s_temp_path %s;\n" % (t, os.path.join(self.dir, "tmp", t))
+                        for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        with open(conf, "w") as f:
+            f.write("daemon off;\nmaster_process on;\nworker_processes auto;\n"
+                    "pid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
+                    "events { worker_connections 1024; }\n"
+                    "http {\n    access_log off;\n%s"
+                    "    server {\n        listen 127.0.0.1:%d;\n"
+                    "        location = /pixel { empty_gif; }\n"
+                    "        location / { return 404; }\n    }\n}\n"
+                    % (self.dir, self.dir, temps, self.port))
+        with open(os.path.join(self.dir, "stderr.log"), "ab") as err:
+            self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf,
+                                          "-e", os.path.join(self.dir, "error.log")],
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         start_new_session=True)
+        self._stop = self.stopper.push("nginx", lambda: stop_popen(self.proc, signal.SIGQUIT))
+        wait_port(self.port, proc=self.proc, what="nginx")
+        return self
+
+    def stop(self):
+        if self._stop:
+            self.stopper.run(self._stop)
+            self._stop = None
+
+
+class BenchLighttpd(webserver.Lighttpd):
+    """The shipped lighttpd configuration (tests/webserver.py renders it),
+    with min-procs and max-procs set to the benchmark's worker count and,
+    for row 3, bench/bare_pixel in place of trackpixel (a copy named
+    trackpixel, so that it is found and stopped as trackpixel is); a 60-byte
+    file in the document root for row 2."""
+
+    def __init__(self, workers, program=None, **kw):
+        super().__init__(**kw)
+        self.workers = workers
+        self.program = program
+
+    def procs(self):
+        return self.workers
+
+    def render(self):
+        super().render()
+        with open(self.rendered_path) as f:
+            text = f.read()
+        if self.program:
+            bindir = os.path.join(self.dir, "bin")
+            os.makedirs(bindir, exist_ok=True)
+            os.chmod(bindir, 0o755)
+            copy = os.path.join(bindir, "trackpixel")
+            shutil.copy2(self.program, copy)
+            text = webserver.replace_all(text, '"%s"' % webserver.BINARY, '"%s"' % copy,
+                                         "bin-path")
+        for key in ("min-procs", "max-procs"):
+            pattern = r'^([ \t]*)"%s"[ \t]*=>[ \t]*\d+,[ \t]*$' % key
+            if key == "max-procs" or re.search(pattern, text, re.M):
+                text = edit_line(text, pattern, '"%s" => %d,' % (key, self.workers),
+                                 "lighttpd " + key)
+        with open(self.rendered_path, "w") as f:
+            f.write(text)
+        with open(os.path.join(self.dir, "htdocs", "pixel.bmp"), "wb") as f:
+            f.write(tplib.PIXEL)
+        os.chmod(os.path.join(self.dir, "htdocs", "pixel.bmp"), 0o644)
+
+    def program_pids(self):
+        return self.trackpixel_pids()
+
+
+class BenchApache(webserver.Apache):
+    """The shipped Apache configuration, FcgidMaxProcessesPerClass set to the
+    benchmark's worker count."""
+
+    def __init__(self, workers, program_dir=None, **kw):
+        super().__init__(**kw)
+        self.workers = workers
+        self.program_dir = program_dir
+
+    def render(self):
+        super().render()
+        with open(self.rendered_path) as f:
+            text = f.read()
+        if self.program_dir:
+            # The shipped file serves one file named trackpixel: row 8 puts a
+            # copy of bare_pixel under that name in a directory of its own.
+            text = webserver.replace_all(text, os.path.dirname(webserver.BINARY),
+                                         self.program_dir, "program directory")
+        text = edit_line(text, r"^([ \t]*)FcgidMaxProcessesPerClass[ \t]+\d+[ \t]*$",
+                         "FcgidMaxProcessesPerClass %d" % self.workers,
+                         "apache FcgidMaxProcessesPerClass")
+        with open(self.rendered_path, "w") as f:
+            f.write(text)
+
+    def program_pids(self):
+        return self.trackpixel_pids()
+
+
+def shipped_setting(path, pattern):
+    with open(path) as f:
+        m = re.search(pattern, f.read(), re.M)
+    return m.group(1) if m else "?"
+
+
+# ------------------------------------------------------------------ load
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root):
+    """{pid: comm} of root and its live descendants."""
+    procs = webserver.all_procs()
+    children = {}
+    for pid, (_, state, ppid) in procs.items():
+        if state != "Z":
+            children.setdefault(ppid, []).append(pid)
+    out, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in procs and procs[pid][1] != "Z":
+            out[pid] = procs[pid][0]
+            stack += children.get(pid, [])
+    return out
+
+
+def cpu_ticks(pid):
+    """(user, system) clock ticks of pid, all its threads; None when gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(rest[11]), int(rest[12])
+
+
+class CpuMeter:
+    """CPU time (user + system) that groups of processes use during the
+    measured run: groups is {label: function returning {pid: comm}}.
+    Processes that end during the run lose what they used since the last
+    look (Apache's replaced processes): the figure is then a lower bound."""
+
+    def __init__(self, groups):
+        self.groups = groups
+        self.first = {}
+        self.children0 = None
+
+    def start(self):
+        self.first = {}
+        for label, fn in self.groups.items():
+            for pid in fn():
+                t = cpu_ticks(pid)
+                if t:
+                    self.first[pid] = (label, t)
+        self.children0 = os.times()
+
+    def stop(self):
+        used = {label: [0, 0] for label in self.groups}
+        seen = set()
+        for label, fn in self.groups.items():
+            for pid in fn():
+                t = cpu_ticks(pid)
+                if not t or pid in seen:
+                    continue
+                seen.add(pid)
+                t0 = self.first.get(pid, (label, (0, 0)))[1]
+                used[label][0] += t[0] - t0[0]
+                used[label][1] += t[1] - t0[1]
+        t1 = os.times()
+        # wrk is our child: its CPU shows in our children's times once waited for.
+        used["wrk"] = [(t1.children_user - self.children0.children_user) * TICK,
+                       (t1.children_system - self.children0.children_system) * TICK]
+        return {k: (u / TICK, s / TICK) for k, (u, s) in used.items()}
+
+
+class Wrk:
+    def __init__(self, threads, conns, duration, warmup, logdir):
+        self.threads = threads
+        self.conns = conns
+        self.duration = duration
+        self.warmup = warmup
+        self.logdir = logdir
+
+    def argv(self, url, seconds):
+        argv = ["wrk", "-t%d" % self.threads, "-c%d" % self.conns, "-d%ds" % seconds,
+                "--timeout", "10s", "--latency", "-s", REPORT_LUA]
+        for name, value in HEADERS:
+            argv += ["-H", "%s: %s" % (name, value)]
+        return argv + [url]
+
+    def run(self, url, seconds, tag):
+        argv = self.argv(url, seconds)
+        p = subprocess.run(argv, capture_output=True, timeout=seconds + 60)
+        out = p.stdout.decode("utf-8", "replace")
+        with open(os.path.join(self.logdir, "wrk-%s.log" % tag), "w") as f:
+            f.write(" ".join(argv) + "\n" + out + p.stderr.decode("utf-8", "replace"))
+        m = re.search(r"^BENCH-JSON (\{.*\})$", out, re.M)
+        if p.returncode != 0 or not m:
+            raise RuntimeError("wrk failed (%d): %s" % (p.returncode, (out + p.stderr.decode())[-600:]))
+        r = json.loads(m.group(1))
+        r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+        r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+        return r
+
+    def measure(self, url, tag, warmup=None, cpu=None):
+        w = self.warmup if warmup is None else warmup
+        warm = self.run(url, w, tag + "-warmup") if w > 0 else None
+        if cpu:
+            cpu.start()
+        r = self.run(url, self.duration, tag)
+        if cpu:
+            r["cpu"] = cpu.stop()
+        r["warmup_requests"] = warm["requests"] if warm else 0
+        return r
+
+
+def check_pixel(port, path, expect_len):
+    """One GET before the load, so that no row measures a 404."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("GET", path, headers=dict(HEADERS))
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200 or len(body) != expect_len:
+        raise RuntimeError("GET %s on port %d: %d with %d bytes, expected 200 with %d"
+                           % (path, port, resp.status, len(body), expect_len))
+
+
+def spool_bytes(spool):
+    total = files = 0
+    for root, _, names in os.walk(spool):
+        for n in names:
+            try:
+                total += os.path.getsize(os.path.join(root, n))
+                files += 1
+            except OSError:
+                pass
+    return total, files
+
+
+def settle(fn, quiet=1.0, timeout=20.0):
+    """Poll fn() until it stays the same for quiet seconds (bounded)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        v = fn()
+        if v != last:
+            last, since = v, time.monotonic()
+        if time.monotonic() - since >= quiet or time.monotonic() > deadline:
+            return v
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------- the rows
+
+def tp_settings(es_url):
+    return {"TRACKPIXEL_ES_URL": es_url, "AWS_REGION": REGION}
+
+
+def rows_http(opts, stopper, work, wrk, results):
+    path = "/pixel?" + QUERY
+    if opts.want(1):
+        log("1: nginx empty_gif")
+        ng = Nginx(stopper, work, tplib.free_port()).start()
+        try:
+            check_pixel(ng.port, path, 43)
+            cpu = CpuMeter({"web server": lambda: descendants(ng.proc.pid)})
+            results[1] = wrk.measure("http://127.0.0.1:%d%s" % (ng.port, path), "1-nginx",
+                                     cpu=cpu)
+        finally:
+            ng.stop()
+    if opts.want(2) or opts.want(3):
+        srv = BenchLighttpd(opts.workers, program=BARE_PIXEL,
+                            workdir=os.path.join(work, "lighttpd-bare"))
+        stop = stopper.push("lighttpd (bare)", lambda: stop_server(srv))
+        srv.start()
+        cpu = CpuMeter({
+            "web server": lambda: {p: c for p, c in srv.pids().items() if c != "trackpixel"},
+            "FastCGI processes": lambda: {p: c for p, c in srv.pids().items()
+                                          if c == "trackpixel"}})
+        try:
+            if opts.want(2):
+                log("2: lighttpd, static 60-byte file")
+                check_pixel(srv.port, "/pixel.bmp?" + QUERY, 60)
+                results[2] = wrk.measure(srv.url("/pixel.bmp?" + QUERY), "2-lighttpd-static",
+                                         cpu=cpu)
+            if opts.want(3):
+                log("3: lighttpd + bare FastCGI pixel (%d processes)" % opts.workers)
+                check_pixel(srv.port, path, 60)
+                results[3] = wrk.measure(srv.url(path), "3-lighttpd-bare", cpu=cpu)
+                results[3]["workers"] = len(srv.program_pids())
+        finally:
+            stopper.run(stop)
+
+
+def run_trackpixel_row(n, opts, stopper, work, wrk, results, server="lighttpd",
+                       delay_ms=0, cluster_down=False):
+    es = EsFast(stopper, work, delay_ms=delay_ms).start()
+    name = {4: "lighttpd-tp", 5: "apache-tp", 6: "lighttpd-tp-slow", 7: "lighttpd-tp-down"}[n]
+    kw = dict(workdir=os.path.join(work, name), settings=tp_settings(es.url), secrets=KEYS)
+    srv = (BenchApache(opts.workers, **kw) if server == "apache"
+           else BenchLighttpd(opts.workers, **kw))
+    stop = stopper.push(name, lambda: stop_server(srv))
+    try:
+        srv.start()
+        path = "/pixel?" + QUERY
+        check_pixel(srv.port, path, 60)
+        warm_first = 0
+        if server == "apache":
+            warm_first = spawn_apache(opts, wrk, srv, path, "%d-%s" % (n, name))
+        warmup = None
+        if delay_ms:
+            warmup = 0                 # the workers are as warm as they get after one hit
+        if cluster_down:
+            # Connections to the cluster are open; then it goes away.
+            wrk.run(srv.url(path), max(opts.warmup, 1), "%d-%s-warmup" % (n, name))
+            es.stop()
+            warmup = 0
+        docs_before = es.docs() if not cluster_down else 0
+        groups = {
+            "web server": lambda: {p: c for p, c in srv.pids().items() if c != "trackpixel"},
+            "FastCGI processes": lambda: {p: c for p, c in srv.pids().items()
+                                          if c == "trackpixel"}}
+        if not cluster_down:
+            groups["stand-in"] = lambda: descendants(es.proc.pid)
+        r = wrk.measure(srv.url(path), "%d-%s" % (n, name), warmup=warmup, cpu=CpuMeter(groups))
+        r["warmup_requests"] += warm_first
+        r["workers"] = len(srv.program_pids())
+        if cluster_down:
+            r["spool_bytes"], r["spool_files"] = spool_bytes(srv.spool)
+        elif not delay_ms:
+            r["docs"] = settle(es.docs) - docs_before
+            st = es.stats()
+            r["signed"] = st["signed"]
+            r["es_requests"] = st["requests"]
+            r["bulk_docs"] = st["bulk_docs"]
+            r["creates"] = st["creates"]
+        else:
+            r["docs_during"] = es.docs() - docs_before
+        results[n] = r
+    finally:
+        stopper.run(stop)
+        es.stop()
+
+
+def spawn_apache(opts, wrk, srv, path, tag):
+    """mod_fcgid starts processes as the load asks for them, a few a second
+    (FcgidSpawnScore): load it until all are there (bounded).  Returns the
+    requests this took."""
+    deadline = time.monotonic() + max(3 * opts.warmup, 6)
+    done = 0
+    while True:
+        done += wrk.run(srv.url(path), max(opts.warmup, 1), tag + "-spawn")["requests"]
+        if len(srv.program_pids()) >= opts.workers or time.monotonic() > deadline:
+            return done
+
+
+def row_apache_bare(opts, stopper, work, wrk, results):
+    d = os.path.join(work, "apache-bare")
+    bindir = os.path.join(d, "bin")
+    os.makedirs(bindir)
+    os.chmod(d, 0o755)
+    os.chmod(bindir, 0o755)
+    shutil.copy2(BARE_PIXEL, os.path.join(bindir, "trackpixel"))
+    srv = BenchApache(opts.workers, program_dir=bindir, workdir=os.path.join(d, "server"))
+    stop = stopper.push("apache (bare)", lambda: stop_server(srv))
+    try:
+        srv.start()
+        path = "/pixel?" + QUERY
+        check_pixel(srv.port, path, 60)
+        spawned = spawn_apache(opts, wrk, srv, path, "8-apache-bare")
+        cpu = CpuMeter({
+            "web server": lambda: {p: c for p, c in srv.pids().items() if c != "trackpixel"},
+            "FastCGI processes": lambda: {p: c for p, c in srv.pids().items()
+                                          if c == "trackpixel"}})
+        r = wrk.measure(srv.url(path), "8-apache-bare", cpu=cpu)
+        r["warmup_requests"] += spawned
+        r["workers"] = len(srv.program_pids())
+        results[8] = r
+    finally:
+        stopper.run(stop)
+
+
+def rows_trackpixel(opts, stopper, work, wrk, results):
+    if opts.want(4):
+        log("4: lighttpd + trackpixel, fast stand-in")
+        run_trackpixel_row(4, opts, stopper, work, wrk, results)
+    if opts.want(5):
+        log("5: Apache mod_fcgid + trackpixel, fast stand-in")
+        run_trackpixel_row(5, opts, stopper, work, wrk, results, server="apache")
+    if opts.want(8):
+        log("8: Apache mod_fcgid + bare FastCGI pixel (for comparison with 5)")
+        row_apache_bare(opts, stopper, work, wrk, results)
+    if opts.want(6):
+        log("6: lighttpd + trackpixel, stand-in answering after %d ms" % SLOW_MS)
+        run_trackpixel_row(6, opts, stopper, work, wrk, results, delay_ms=SLOW_MS)
+    if opts.want(7):
+        log("7: lighttpd + trackpixel, stand-in stopped")
+        run_trackpixel_row(7, opts, stopper, work, wrk, results, cluster_down=True)
+
+
+# ------------------------------------------------------ one worker alone
+
+def worker_env(es_url, spool):
+    """The environment the shipped lighttpd configuration gives trackpixel."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "TRACKPIXEL_ES_URL": es_url, "TRACKPIXEL_ES_INDEX": "events",
+           "TRACKPIXEL_AWS_SERVICE": "es", "AWS_REGION": REGION,
+           "TRACKPIXEL_CONNECT_TIMEOUT_MS": "2000", "TRACKPIXEL_TIMEOUT_MS": "5000",
+           "TRACKPIXEL_SPOOL_DIR": spool, "TRACKPIXEL_SHUTDOWN_MS": "3000",
+           "TRACKPIXEL_STAGE": "prod"}
+    env.update(KEYS)
+    return env
+
+
+def fcgi_params(port):
+    """The CGI variables lighttpd gives trackpixel for the benchmark's request."""
+    p = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "lighttpd/1.4",
+         "SERVER_NAME": "127.0.0.1", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": str(port),
+         "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET", "REQUEST_SCHEME": "http",
+         "SCRIPT_NAME": "/pixel", "REQUEST_URI": "/pixel?" + QUERY, "QUERY_STRING": QUERY,
+         "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "51234", "DOCUMENT_ROOT": "/var/www/html",
+         "CONTENT_LENGTH": "0", "HTTP_HOST": "127.0.0.1:%d" % port}
+    for name, value in HEADERS:
+        p["HTTP_" + name.upper().replace("-", "_")] = value
+    return p
+
+
+class LoneWorker:
+    """One trackpixel on a loopback socket handed over as its stdin (as
+    spawn-fcgi, lighttpd and mod_fcgid do), optionally under valgrind."""
+
+    def __init__(self, stopper, workdir, env, prefix=()):
+        self.stopper = stopper
+        self.dir = workdir
+        self.env = env
+        self.prefix = list(prefix)
+        self.proc = None
+        self.port = None
+        self._stop = None
+        self.params = None
+        self.client = None
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        with open(os.path.join(self.dir, "stderr.log"), "ab") as err:
+            self.proc = subprocess.Popen(self.prefix + [TRACKPIXEL], stdin=sock.fileno(),
+                                         stdout=subprocess.DEVNULL, stderr=err, env=self.env,
+                                         cwd=self.dir, start_new_session=True)
+        sock.close()
+        self._stop = self.stopper.push("trackpixel", lambda: stop_popen(self.proc, timeout=120))
+        self.params = fcgi_params(80)
+        return self
+
+    def hits(self, n):
+        """n GETs of the pixel, one after another, each on a new connection
+        (as lighttpd and mod_fcgid connect once per request)."""
+        for _ in range(n):
+            status, _, body = fcgi_client.request(self.port, self.params, timeout=120)
+            if status != 200 or body != tplib.PIXEL:
+                raise RuntimeError("the worker answered %d with %d bytes" % (status, len(body)))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            text = f.read()
+        out = {k: int(re.search(r"^%s:\s+(\d+) kB" % k, text, re.M).group(1))
+               for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+        with open("/proc/%d/smaps_rollup" % self.proc.pid) as f:
+            text = f.read()
+        kib = lambda k: int(re.search(r"^%s:\s+(\d+) kB" % k, text, re.M).group(1))  # noqa: E731
+        out["Pss"] = kib("Pss")
+        out["Private"] = kib("Private_Clean") + kib("Private_Dirty")
+        return out
+
+    def stop(self):
+        """SIGTERM and wait (under valgrind the exit writes the profile)."""
+        if self._stop:
+            self.stopper.run(self._stop)
+            self._stop = None
+        return self.proc.returncode
+
+
+def callgrind_run(opts, stopper, work, es, hits, tag):
+    d = os.path.join(work, "callgrind-%s" % tag)
+    out = os.path.join(d, "callgrind.out")
+    os.makedirs(d, exist_ok=True)
+    w = LoneWorker(stopper, d, worker_env(es.url, os.path.join(d, "spool")),
+                   prefix=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                           "--quiet"]).start()
+    deadline = time.monotonic() + 120
+    while True:                       # valgrind takes a moment to start
+        try:
+            w.hits(1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or w.proc.poll() is not None:
+                raise
+            time.sleep(0.2)
+    w.hits(hits - 1)
+    w.stop()
+    # callgrind_annotate's view, kept with the logs (--keep).
+    p = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", out],
+                       capture_output=True, timeout=120)
+    with open(os.path.join(d, "annotate.txt"), "wb") as f:
+        f.write(p.stdout)
+    return parse_callgrind(out)
+
+
+def parse_callgrind(path):
+    """{'TOTAL': n, function: inclusive Ir} from a callgrind output file.
+
+    inclusive(f) = f's own cost + the cost of every call f makes to another
+    function, which is what callgrind_annotate --inclusive=yes adds up.  But
+    callgrind_annotate keeps one entry per (source file, function), and gcc's
+    DWARF 5 line tables name a file both as "src/x.c" and "/abs/src/x.c", so
+    it shows one function as two partial entries; here each function is one
+    entry, whatever its file names.  A function's recursive calls to itself
+    are not added (callgrind names deeper levels f'2, f'3: separate functions,
+    so their cost is counted once)."""
+    names = {}
+    own, calls = {}, {}
+    total = None
+    fn = cfn = None
+    in_call = False
+
+    def name(v):
+        m = re.match(r"\((\d+)\)(?:\s+(.*))?$", v)
+        if not m:
+            return v
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names[m.group(1)]
+
+    with open(path, errors="replace") as f:
+        for line in f:
+            c = line[:1]
+            if c.isdigit() or c in "+-*":
+                parts = line.split()
+                ir = int(parts[1]) if len(parts) > 1 else 0
+                if in_call:
+                    if cfn != fn:
+                        calls[fn] = calls.get(fn, 0) + ir
+                    in_call = False
+                else:
+                    own[fn] = own.get(fn, 0) + ir
+            elif line.startswith("fn="):
+                fn = name(line[3:].strip())
+            elif line.startswith("cfn="):
+                cfn = name(line[4:].strip())
+            elif line.startswith("calls="):
+                in_call = True
+            elif line.startswith(("summary:", "totals:")):
+                total = int(line.split()[1])
+    if total is None:
+        raise RuntimeError("no totals in %s" % path)
+    costs = {k: own.get(k, 0) + calls.get(k, 0) for k in set(own) | set(calls)}
+    costs["TOTAL"] = total
+    return costs
+
+
+# Which functions make up each phase (inclusive costs).  journal_hit is a
+# static function that -O2 inlines into tp_app_respond: its own lines (the
+# entry's memcpy, the lock) are then in "other"; when it is a symbol of its
+# own, it is used instead.
+PHASES = [
+    ("request intake", ["FCGX_Accept_r"], [],
+     "libfcgi reads the request and its CGI variables"),
+    ("request-id", ["tp_uuid_v4"], [], "RAND_bytes + formatting"),
+    ("document", ["tp_doc_build", "tp_doc_serialize"], [], "CGI variables to JSON text"),
+    ("journal append", ["tp_output_action", "tp_journal_append"], [],
+     "the _bulk action line + one write()"),
+    ("response", ["tp_pixel_response", "FCGX_PutStr", "FCGX_Finish_r"], [],
+     "headers + pixel, FastCGI records, finishing the request"),
+    ("signing", ["tp_sigv4_sign_cached"], [], "SigV4 with the cached signing key"),
+    ("delivery", ["tp_es_create"], ["tp_sigv4_sign_cached"],
+     "the POST with libcurl and its answer, signing excluded"),
+    ("journal mark", ["tp_journal_mark"], [], "after delivery: truncate + write the .done offset"),
+]
+
+
+def per_hit(a, b, n):
+    """Per-hit cost of each function: (run B - run A) / n."""
+    return {k: (b.get(k, 0) - a.get(k, 0)) / n for k in set(a) | set(b)}
+
+
+def phases_of(cost):
+    rows, used = [], 0.0
+    for name, plus, minus, what in PHASES:
+        fns = plus
+        if name == "journal append" and cost.get("journal_hit", 0) > 0:
+            fns = ["journal_hit"]
+        v = sum(cost.get(f, 0) for f in fns) - sum(cost.get(f, 0) for f in minus)
+        formula = " + ".join(fns) + "".join(" - " + f for f in minus)
+        rows.append((name, formula, v, what))
+        used += v
+    rows.append(("other", "total - the rows above", cost["TOTAL"] - used,
+                 "the accept loop, json_object_put, the deliverer thread, locks, ..."))
+    return rows
+
+
+def profile(opts, stopper, work):
+    es = EsFast(stopper, work).start()
+    try:
+        w, n = opts.cg_warm, opts.cg_hits
+        log("callgrind: %d hits, then %d hits (about %d s)" % (w, w + n, (2 * w + n) // 40 + 10))
+        a = callgrind_run(opts, stopper, work, es, w, "a")
+        b = callgrind_run(opts, stopper, work, es, w + n, "b")
+        st = es.stats()
+    finally:
+        es.stop()
+    cost = per_hit(a, b, n)
+    top = sorted(((v, k) for k, v in cost.items() if k != "TOTAL"), reverse=True)
+    return {"warm": w, "hits": n, "cost": cost, "phases": phases_of(cost), "es": st,
+            "top": top[:40]}
+
+
+def memory(opts, stopper, work):
+    es = EsFast(stopper, work).start()
+    d = os.path.join(work, "rss")
+    try:
+        w = LoneWorker(stopper, d, worker_env(es.url, os.path.join(d, "spool"))).start()
+        tplib.wait_for(lambda: os.path.exists("/proc/%d/status" % w.proc.pid), 5, "the worker")
+        time.sleep(0.2)
+        points, done = [], 0
+        t0 = time.monotonic()
+        for target in opts.rss_points:
+            w.hits(target - done)
+            done = target
+            time.sleep(0.2)               # let the post of the last hit finish
+            points.append((done, w.rss_kib()))
+            log("RSS after %d hits: %d KiB" % (done, points[-1][1]["VmRSS"]))
+        secs = time.monotonic() - t0
+        libs = rss_by_mapping(w.proc.pid)[:8]
+        rc = w.stop()
+        docs = settle(es.docs)
+    finally:
+        es.stop()
+    return {"points": points, "seconds": secs, "exit": rc, "docs": docs, "libs": libs}
+
+
+def rss_by_mapping(pid):
+    """[(mapping, RSS KiB)], largest first, from /proc/<pid>/smaps."""
+    agg, cur = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and re.match(r"^[0-9a-f]+-[0-9a-f]+$", parts[0]):
+                cur = parts[5] if len(parts) > 5 else "[anonymous]"
+            elif parts and parts[0] == "Rss:":
+                agg[cur] = agg.get(cur, 0) + int(parts[1])
+    return sorted(agg.items(), key=lambda kv: -kv[1])
+
+
+# ------------------------------------------------------------- the report
+
+def cmd_out(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=20)
+        return (p.stdout + p.stderr).decode("utf-8", "replace").strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine():
+    with open("/proc/cpuinfo") as f:
+        cpu = f.read()
+    models = re.findall(r"^model name\s*:\s*(.*)$", cpu, re.M)
+    with open("/proc/meminfo") as f:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
+    first = lambda s: s.splitlines()[0] if s else "?"   # noqa: E731
+    version = "?"
+    try:
+        with open(os.path.join(BUILDDIR, "config.h")) as f:
+            version = re.search(r'#define PACKAGE_VERSION "([^"]*)"', f.read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    commit = cmd_out(["git", "-C", SRCDIR, "rev-parse", "--short", "HEAD"])
+    dirty = cmd_out(["git", "-C", SRCDIR, "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "cores": os.cpu_count(),
+        "cpu": models[0] if models else platform.processor() or "?",
+        "mem_gib": mem / 1024 / 1024,
+        "kernel": platform.release(),
+        "os": cmd_out(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "lighttpd": first(cmd_out(["lighttpd", "-v"])),
+        "apache2": first(cmd_out(["apache2", "-v"])).replace("Server version: ", ""),
+        "mod_fcgid": cmd_out(["sh", "-c", "dpkg-query -W -f '${Version}' libapache2-mod-fcgid"]),
+        "nginx": cmd_out(["nginx", "-v"]).replace("nginx version: ", ""),
+        "libcurl": cmd_out(["pkg-config", "--modversion", "libcurl"]),
+        "openssl": first(cmd_out(["openssl", "version"])),
+        "json-c": cmd_out(["pkg-config", "--modversion", "json-c"]),
+        "wrk": first(cmd_out(["wrk", "-v"])),
+        "valgrind": cmd_out(["valgrind", "--version"]),
+        "python": platform.python_version(),
+        "trackpixel": "%s (git %s%s)" % (version, commit, ", with uncommitted changes" if dirty else ""),
+    }
+
+
+def ms(us):
+    return "%.2f ms" % (us / 1000.0) if us < 100000 else "%.0f ms" % (us / 1000.0)
+
+
+ROWS = {
+    1: "nginx empty_gif (43-byte GIF)",
+    2: "lighttpd, static 60-byte file",
+    3: "lighttpd + bare FastCGI pixel (bench/bare_pixel)",
+    4: "lighttpd + trackpixel, fast stand-in",
+    5: "Apache mod_fcgid + trackpixel, fast stand-in",
+    6: "lighttpd + trackpixel, stand-in takes %d ms" % SLOW_MS,
+    7: "lighttpd + trackpixel, stand-in stopped",
+    8: "Apache mod_fcgid + bare FastCGI pixel (for comparison with 5)",
+}
+
+
+def note(n, r):
+    parts = []
+    if "workers" in r:
+        parts.append("%d processes" % r["workers"])
+    if "docs" in r:
+        served = r["requests"] - r["status"]
+        parts.append("%d documents reached the stand-in for %d pixels counted by wrk "
+                     "(+%d warm-up; requests in flight when wrk stops are not counted)%s"
+                     % (r["docs"], served, r["warmup_requests"],
+                        ", every request signed" if r["signed"] == r["es_requests"] else
+                        ", %d of %d requests signed" % (r["signed"], r["es_requests"])))
+        if r.get("bulk_docs"):
+            parts.append("%d of them by _bulk" % r["bulk_docs"])
+    if "docs_during" in r:
+        parts.append("%d documents delivered during the run" % r["docs_during"])
+    if "spool_bytes" in r:
+        parts.append("%.1f MB waiting in %d spool files afterwards"
+                     % (r["spool_bytes"] / 1e6, r["spool_files"]))
+    return "; ".join(parts)
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def report(opts, m, results, prof, mem, started, elapsed):
+    L = []
+    add = L.append
+    add("# trackpixel benchmarks")
+    add("")
+    add("Generated by `make bench` (bench/bench.py%s) on %s UTC, in %.0f s. Do not edit: "
+        "run it again." % (", quick mode" if opts.quick else "",
+                           started.strftime("%Y-%m-%d %H:%M"), elapsed))
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    add("| cores | %d |" % m["cores"])
+    add("| CPU | %s |" % m["cpu"])
+    add("| memory | %.1f GiB |" % m["mem_gib"])
+    add("| system | %s, Linux %s |" % (m["os"], m["kernel"]))
+    for k in ("lighttpd", "apache2", "mod_fcgid", "nginx", "libcurl", "openssl", "json-c",
+              "wrk", "valgrind", "trackpixel"):
+        add("| %s | %s |" % (k, m[k]))
+    add("")
+    add("## How it was measured")
+    add("")
+    add("- Load: `wrk -t%d -c%d -d%ds --timeout 10s --latency` on 127.0.0.1, the same for "
+        "every row, after a %d s warm-up run on the same server that is not counted "
+        "(rows 6 and 7: no warm-up beyond their set-up). Client, servers and stand-in share "
+        "the machine's %d cores." % (opts.threads, opts.conns, opts.duration, opts.warmup,
+                                      m["cores"]))
+    add("- The request, for every row: `GET /pixel?%s` with the headers a browser sends "
+        "for an image (%s)." % (QUERY, ", ".join(n for n, _ in HEADERS)))
+    add("- Rows 2-7 run the shipped `lighttpd/50-trackpixel.conf` and "
+        "`apache/trackpixel.conf`, rendered by `tests/webserver.py` as the tests do, with one "
+        "change: the number of worker processes, **%d** for rows 3 to 7 (lighttpd "
+        "`max-procs` %s in the shipped file, Apache `FcgidMaxProcessesPerClass` %s in the "
+        "shipped file; Apache's processes are started by the warm-up). Row 3 is "
+        "`bench/bare_pixel` through the very same lighttpd configuration: it writes the "
+        "bytes trackpixel writes (status, headers, a fixed X-Request-Id, the 60-byte BMP) "
+        "and does nothing else. Everything else as shipped (e.g. Apache's "
+        "`FcgidMaxRequestsPerProcess 10000`, which restarts processes during the run)."
+        % (opts.workers, opts.shipped_lighttpd, opts.shipped_apache))
+    add("- Rows 4-7 as in production: documents signed with SigV4 (long-term keys, region "
+        "%s, service es), each hit journaled first in a spool directory (no fsync, the "
+        "default), then posted with `_create`. The cluster is `bench/es_fast`, a one-thread "
+        "epoll stand-in that answers 201 (one item per document for `_bulk`) without "
+        "verifying, so that it is not the bottleneck; row 6 answers %d ms after each request; "
+        "in row 7 it is stopped after the warm-up, so the workers see their open "
+        "connections close and then connections refused." % (REGION, SLOW_MS))
+    add("- nginx (row 1): its own configuration, `worker_processes auto` (%d here), "
+        "`access_log off`, `location = /pixel { empty_gif; }`." % m["cores"])
+    add("")
+    add("## Results")
+    add("")
+    add("| # | server | requests/s | p50 | p99 | errors | notes |")
+    add("|---|---|---:|---:|---:|---:|---|")
+    for n in sorted(results):
+        r = results[n]
+        add("| %d | %s | %.0f | %s | %s | %d | %s |"
+            % (n, ROWS[n], r["rps"], ms(r["p50"]), ms(r["p99"]), r["errors"], note(n, r)))
+    add("")
+    add("errors: wrk's connect, read, write and timeout errors plus non-2xx answers.")
+    add("")
+    if any("cpu" in r for r in results.values()):
+        add("### Where the CPU goes")
+        add("")
+        add("CPU time (user + system, from `/proc/<pid>/stat`) each group of processes used "
+            "during the measured run, per request served, in microseconds; in brackets the "
+            "system (kernel) part. All %d cores together: %.0f us of CPU per second."
+            % (m["cores"], m["cores"] * 1e6))
+        add("")
+        groups = ["web server", "FastCGI processes", "stand-in", "wrk"]
+        add("| # | " + " | ".join(groups) + " | all | cores busy |")
+        add("|---|" + "---:|" * (len(groups) + 2))
+        for n in sorted(results):
+            r = results[n]
+            if "cpu" not in r or not r["requests"]:
+                continue
+            cells, total = [], 0.0
+            for g in groups:
+                if g not in r["cpu"]:
+                    cells.append("")
+                    continue
+                u, sy = r["cpu"][g]
+                total += u + sy
+                cells.append("%.0f (%.0f)" % ((u + sy) / r["requests"] * 1e6,
+                                               sy / r["requests"] * 1e6))
+            add("| %d | %s | %.0f | %.2f of %d |" % (n, " | ".join(cells),
+                                                   total / r["requests"] * 1e6,
+                                                   total / (r["duration_us"] / 1e6), m["cores"]))
+        add("")
+        add("Row 5: mod_fcgid replaces trackpixel processes during the run "
+            "(`FcgidMaxRequestsPerProcess`); what a replaced process used since the start of "
+            "the run is missing, so its FastCGI figure is a lower bound.")
+        add("")
+    targets = []
+    if 3 in results:
+        add("## Ratios")
+        add("")
+        for n in (4, 5):
+            if n in results:
+                add("- %d/3 = %.2f (%s / bare FastCGI pixel)" %
+                    (n, results[n]["rps"] / results[3]["rps"], ROWS[n]))
+        if 5 in results and 8 in results:
+            add("- 5/8 = %.2f (trackpixel / bare FastCGI pixel, both under Apache mod_fcgid)" %
+                (results[5]["rps"] / results[8]["rps"]))
+        if 1 in results:
+            add("- 3/1 = %.2f (bare FastCGI pixel / nginx empty_gif)" %
+                (results[3]["rps"] / results[1]["rps"]))
+        add("")
+        if 4 in results:
+            q = results[4]["rps"] / results[3]["rps"]
+            targets.append(("4/3 >= 0.75", "%.2f" % q, q >= 0.75))
+    if 4 in results:
+        p99 = results[4]["p99"]
+        for n in (6, 7):
+            if n in results:
+                d = (results[n]["p99"] - p99) / 1000.0
+                targets.append(("%d: p99 within 2 ms of 4's p99 (%s)" % (n, ms(p99)),
+                                "%s (%+.2f ms)" % (ms(results[n]["p99"]), d), d <= 2.0))
+        if 7 in results:
+            q = results[7]["rps"] / results[4]["rps"]
+            targets.append(("7: throughput within 10 %% of 4's (at least %.0f/s)"
+                            % (0.9 * results[4]["rps"]), "%.0f/s (%.0f %% of 4)"
+                            % (results[7]["rps"], 100 * q), q >= 0.9))
+    if mem:
+        first, last = mem["points"][0], mem["points"][-1]
+        rss_max = max(p[1]["VmRSS"] for p in mem["points"])
+        targets.append(("one worker's RSS <= 8 MiB", "%.2f MiB (largest seen)" % (rss_max / 1024),
+                        rss_max <= 8 * 1024))
+        growth = last[1]["VmRSS"] - first[1]["VmRSS"]
+        targets.append(("RSS flat from %d to %d hits (grows by at most 256 KiB)"
+                        % (first[0], last[0]),
+                        "%+d KiB" % growth, growth <= 256))
+    if targets:
+        add("## Targets")
+        add("")
+        add("| target | measured | |")
+        add("|---|---|---|")
+        for what, got, ok in targets:
+            add("| %s | %s | %s |" % (what, got, verdict(ok)))
+        add("")
+    if prof:
+        c = prof["cost"]
+        add("## Instructions per hit")
+        add("")
+        add("`valgrind --tool=callgrind` on one trackpixel worker (the production settings of "
+            "rows 4-7, fast stand-in), fed by `tests/fcgi_client.py` one request at a time on a "
+            "new connection each (as lighttpd and mod_fcgid connect). Two runs, of %d and of %d "
+            "hits; each figure is (run 2 - run 1) / %d, so start-up, the first connection and "
+            "shutdown cancel out. A function's inclusive cost is its own plus that of every "
+            "call it makes, as `callgrind_annotate --inclusive=yes` adds them up, but one "
+            "figure per function (callgrind_annotate splits some functions in two partial "
+            "entries, one per spelling of their source file's name). User-space instructions "
+            "only: the kernel's work in system calls is not counted (see the system part of "
+            "the CPU table above), and valgrind's CPU model has no SHA extensions, so OpenSSL "
+            "hashes with more instructions here than natively."
+            % (prof["warm"], prof["warm"] + prof["hits"], prof["hits"]))
+        add("")
+        add("**%.0f instructions per hit** in all." % c["TOTAL"])
+        add("")
+        add("| phase | functions (inclusive) | instructions/hit | share | |")
+        add("|---|---|---:|---:|---|")
+        for name, formula, v, what in prof["phases"]:
+            add("| %s | `%s` | %.0f | %.0f %% | %s |" % (name, formula, v, 100 * v / c["TOTAL"], what))
+        add("")
+        add("The stand-in saw %d `_create` and %d `_bulk` requests in the two runs: every "
+            "document was posted by the hit's own worker loop%s."
+            % (prof["es"]["creates"], prof["es"]["bulks"],
+               "" if not prof["es"]["bulks"] else " (but for the _bulk ones, sent by the "
+               "deliverer thread: their signing is in `signing` too)"))
+        add("")
+        add("Largest inclusive costs per hit (functions of trackpixel and of the libraries):")
+        add("")
+        add("| function | instructions/hit |")
+        add("|---|---:|")
+        for v, k in prof["top"][:25]:
+            add("| `%s` | %.0f |" % (k, v))
+        add("")
+    if mem:
+        add("## Memory of one worker")
+        add("")
+        add("One trackpixel (the production settings of rows 4-7, fast stand-in), hits sent one "
+            "after another by `tests/fcgi_client.py` (%d hits in %.0f s), `/proc/<pid>/status` "
+            "read after each step:" % (mem["points"][-1][0], mem["seconds"]))
+        add("")
+        add("| hits | VmRSS | RssAnon | RssFile | private | PSS | VmHWM |")
+        add("|---:|---:|---:|---:|---:|---:|---:|")
+        for hits, k in mem["points"]:
+            add("| %d | %d KiB | %d KiB | %d KiB | %d KiB | %d KiB | %d KiB |" %
+                (hits, k["VmRSS"], k["RssAnon"], k["RssFile"], k["Private"], k["Pss"],
+                 k["VmHWM"]))
+        add("")
+        add("RssFile is the pages of the program and its shared libraries that the worker "
+            "has touched (libcrypto, libc, libcurl and what libcurl links: GnuTLS, Kerberos, "
+            "LDAP, ...): the same pages for every worker and every other process using those "
+            "libraries. private (Private_Clean + Private_Dirty of `smaps_rollup`) is what "
+            "the worker alone holds, PSS its proportional share of all of it.")
+        add("")
+        libs = mem.get("libs")
+        if libs:
+            add("Largest parts of the RSS after the last step: " + ", ".join(
+                "%s %d KiB" % (os.path.basename(k), v) for k, v in libs) + ".")
+            add("")
+        add("The stand-in received %d documents; the worker exited with status %s."
+            % (mem["docs"], mem["exit"]))
+        add("")
+    add("## Reproduce")
+    add("")
+    add("    apt-get install -y nginx-light lighttpd apache2 libapache2-mod-fcgid wrk valgrind")
+    add("    ./configure && make && make bench                # this file, about 4 minutes")
+    add("    make bench BENCH_QUICK=1                         # short run (CI), bench/quick.md")
+    add("")
+    add("`bench/bench.py --help` lists the options (duration, connections, rows). Run on an "
+        "otherwise idle machine: every process of the run shares its cores.")
+    return "\n".join(L) + "\n"
+
+
+def summary_lines(results, prof, mem):
+    out = []
+    for n in sorted(results):
+        r = results[n]
+        out.append("%d %-50s %9.0f req/s  p50 %9s  p99 %9s  errors %d"
+                   % (n, ROWS[n], r["rps"], ms(r["p50"]), ms(r["p99"]), r["errors"]))
+    if 3 in results:
+        for n in (4, 5):
+            if n in results:
+                out.append("%d/3 = %.2f" % (n, results[n]["rps"] / results[3]["rps"]))
+    if prof:
+        out.append("instructions per hit: %.0f" % prof["cost"]["TOTAL"])
+        for name, formula, v, _ in prof["phases"]:
+            out.append("  %-15s %10.0f   %s" % (name, v, formula))
+    if mem:
+        for hits, k in mem["points"]:
+            out.append("RSS after %d hits: %d KiB" % (hits, k["VmRSS"]))
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="short run for CI: 3 s per row, 1 s warm-up, 200 profiled hits, "
+                         "RSS up to 10,000 hits; writes bench/quick.md")
+    ap.add_argument("--duration", type=int, help="seconds of load per row (10; quick 3)")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up per row (2; quick 1)")
+    ap.add_argument("--connections", dest="conns", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=8,
+                    help="FastCGI processes for rows 3-7 (8)")
+    ap.add_argument("--rows", default="1,2,3,4,5,6,7,8",
+                    help="which rows, e.g. 3,4 (8: Apache + bare pixel, to compare with 5)")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the callgrind profile")
+    ap.add_argument("--no-memory", dest="memory", action="store_false",
+                    help="skip the RSS measurement")
+    ap.add_argument("--out", help="the report (default: BENCHMARKS.md in the source tree; "
+                                  "quick: bench/quick.md in the build tree)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    opts = ap.parse_args(argv)
+    opts.duration = opts.duration or (3 if opts.quick else 10)
+    opts.warmup = opts.warmup if opts.warmup is not None else (1 if opts.quick else 2)
+    opts.cg_warm, opts.cg_hits = (20, 200) if opts.quick else (100, 2000)
+    opts.rss_points = [1000, 10000] if opts.quick else [1000, 10000, 50000, 100000]
+    rows = {int(x) for x in opts.rows.split(",") if x.strip()}
+    opts.want = lambda n: n in rows
+    if not opts.out:
+        opts.out = (os.path.join(BUILDDIR, "bench", "quick.md") if opts.quick
+                    else os.path.join(SRCDIR, "BENCHMARKS.md"))
+    return opts
+
+
+def preflight():
+    missing = [p for p in ("wrk", "nginx", "lighttpd", "apache2", "valgrind",
+                           "callgrind_annotate") if not shutil.which(p)]
+    for path in (TRACKPIXEL, BARE_PIXEL, ES_FAST):
+        if not os.access(path, os.X_OK):
+            missing.append(path + " (run make first)")
+    if not os.path.exists(os.path.join(webserver.APACHE_MODULES, "mod_fcgid.so")):
+        missing.append("mod_fcgid (libapache2-mod-fcgid)")
+    if missing:
+        raise SystemExit("bench: missing: " + ", ".join(missing))
+
+
+def on_signal(sig, frame):
+    raise KeyboardInterrupt("signal %d" % sig)
+
+
+def main(argv):
+    opts = parse_args(argv)
+    preflight()
+    opts.shipped_lighttpd = shipped_setting(webserver.LIGHTTPD_CONF, r'"max-procs"\s*=>\s*(\d+)')
+    opts.shipped_apache = shipped_setting(webserver.APACHE_CONF,
+                                          r"^\s*FcgidMaxProcessesPerClass\s+(\d+)")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.monotonic()
+    work = tempfile.mkdtemp(prefix="tp-bench-")
+    os.chmod(work, 0o755)              # the servers' user must reach its dirs
+    stopper = Stopper()
+    results, prof, mem = {}, None, None
+    ok = False
+    try:
+        m = machine()
+        log("work directory %s; %d s per row, %d connections, %d workers"
+            % (work, opts.duration, opts.conns, opts.workers))
+        wrk = Wrk(opts.threads, opts.conns, opts.duration, opts.warmup, work)
+        rows_http(opts, stopper, work, wrk, results)
+        rows_trackpixel(opts, stopper, work, wrk, results)
+        if opts.profile:
+            prof = profile(opts, stopper, work)
+        if opts.memory:
+            log("RSS of one worker")
+            mem = memory(opts, stopper, work)
+        text = report(opts, m, results, prof, mem, started, time.monotonic() - t0)
+        os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
+        with open(opts.out, "w") as f:
+            f.write(text)
+        for line in summary_lines(results, prof, mem):
+            print(line)
+        log("wrote %s in %.0f s" % (opts.out, time.monotonic() - t0))
+        ok = True
+    except KeyboardInterrupt as e:
+        log("interrupted (%s): stopping everything" % (e or "Ctrl-C"))
+    finally:
+        stopper.close()
+        reap_children()
+        if opts.keep or not ok:
+            log("logs kept in %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
