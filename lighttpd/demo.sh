@@ -7,7 +7,7 @@
 #     lighttpd/demo.sh
 #
 # Only the paths of the shipped file are changed (the program, lighttpd's
-# socket, the output file, the secrets directory); everything else is what
+# socket, the output file); everything else is what
 # /etc/lighttpd/conf-available/50-trackpixel.conf would say.
 #
 # Environment: TRACKPIXEL_DEMO_PORT (8080), TRACKPIXEL_DEMO_DIR (./demo),
@@ -44,7 +44,6 @@ fi
 sed -e "s#/usr/local/sbin#$(dirname "$bin")#g" \
     -e "s#/run/lighttpd/trackpixel.socket#$dir/trackpixel.socket#" \
     -e "s#/var/lib/trackpixel/events.ndjson#$dir/events.ndjson#" \
-    -e "s#/etc/trackpixel/lighttpd/\*.conf#$dir/secrets/*.conf#" \
     "$conf" > "$dir/50-trackpixel.conf"
 
 {

@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <fcgiapp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +27,21 @@ extern char **environ;
 static volatile sig_atomic_t stopping;
 
 /* SIGTERM (mod_fcgid, lighttpd, systemd), SIGINT, and SIGUSR1 (the FastCGI
- * spec's "finish and exit"): finish the current hit, then leave. */
+ * spec's "finish and exit"): finish the current hit and the ones already
+ * queued on our socket (serve_fastcgi), then leave.  Not
+ * FCGX_ShutdownPending(): libfcgi would then refuse to accept those queued
+ * ones.  A blocking accept() returns at once: no SA_RESTART, and
+ * FCGI_FAIL_ACCEPT_ON_INTR. */
 static void on_stop(int sig)
 {
     (void)sig;
     stopping = 1;
-    FCGX_ShutdownPending();
+}
+
+/* SIGALRM only bounds an accept() while draining the queue. */
+static void on_alarm(int sig)
+{
+    (void)sig;
 }
 
 static int install_signals(void)
@@ -42,6 +53,9 @@ static int install_signals(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
         sigaction(SIGUSR1, &sa, NULL) < 0)
+        return -1;
+    sa.sa_handler = on_alarm;
+    if (sigaction(SIGALRM, &sa, NULL) < 0)
         return -1;
     sa.sa_handler = SIG_IGN;
     return sigaction(SIGPIPE, &sa, NULL);
@@ -121,30 +135,75 @@ static int serve_cgi(tp_app *app)
     return 0;
 }
 
+/* One accepted request: answer, finish, post. */
+static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
+{
+    struct timeval none = { 0, 0 };
+    tp_hit hit;
+
+    clock_gettime(CLOCK_MONOTONIC, &c->deadline);
+    c->deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
+    c->deadline.tv_nsec += (app->cfg.body_timeout_ms % 1000) * 1000000L;
+    if (c->deadline.tv_nsec >= 1000000000L) {
+        c->deadline.tv_sec++;
+        c->deadline.tv_nsec -= 1000000000L;
+    }
+    tp_app_respond(app, c->req.envp, io, &hit);
+    setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    FCGX_Finish_r(&c->req);       /* the browser is done before we post */
+    tp_app_deliver(app, &hit);
+}
+
+/* At a stop, requests already queued on the socket are answered for at
+ * most this long. */
+#define DRAIN_MS 2000
+
 static int serve_fastcgi(tp_app *app)
 {
+    struct timespec drain_end;
     fcgi_ctx c;
     tp_io io = { &c, fcgi_read, fcgi_write };
-    struct timeval none = { 0, 0 };
 
-    if (FCGX_InitRequest(&c.req, 0, 0) != 0) {
+    if (FCGX_InitRequest(&c.req, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
         tp_log("FCGX_InitRequest failed");
         return 1;
     }
-    while (!stopping && FCGX_Accept_r(&c.req) >= 0) {
-        tp_hit hit;
+    while (!stopping) {
+        int rc = FCGX_Accept_r(&c.req);
 
-        clock_gettime(CLOCK_MONOTONIC, &c.deadline);
-        c.deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
-        c.deadline.tv_nsec += (app->cfg.body_timeout_ms % 1000) * 1000000L;
-        if (c.deadline.tv_nsec >= 1000000000L) {
-            c.deadline.tv_sec++;
-            c.deadline.tv_nsec -= 1000000000L;
-        }
-        tp_app_respond(app, c.req.envp, &io, &hit);
-        setsockopt(c.req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
-        FCGX_Finish_r(&c.req);    /* the browser is done before we post */
-        tp_app_deliver(app, &hit);
+        if (rc == -EINTR)
+            continue;             /* stopping, or a stray signal */
+        if (rc < 0)
+            break;
+        serve_one(app, &c, &io);
+    }
+
+    /* Stopping.  While a hit was posted, the web server may have queued
+     * more requests on our socket (mod_fcgid and lighttpd pass requests to
+     * a process whose answer is finished): answer those waiting now, or
+     * they get a reset - no pixel, no document.  The socket may be shared
+     * (spawn-fcgi -F): another process can take a connection between
+     * poll() and accept(), so the alarm bounds that accept().  A shared
+     * socket under steady load is never empty: DRAIN_MS bounds the whole. */
+    clock_gettime(CLOCK_MONOTONIC, &drain_end);
+    drain_end.tv_sec += DRAIN_MS / 1000;
+    for (;;) {
+        struct pollfd p = { 0, POLLIN, 0 };
+        struct timespec now;
+        int rc;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > drain_end.tv_sec ||
+            (now.tv_sec == drain_end.tv_sec && now.tv_nsec >= drain_end.tv_nsec))
+            break;
+        if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+            break;
+        alarm(1);
+        rc = FCGX_Accept_r(&c.req);
+        alarm(0);
+        if (rc < 0)
+            break;
+        serve_one(app, &c, &io);
     }
     FCGX_Free(&c.req, 1);
     return 0;

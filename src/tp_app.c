@@ -2,6 +2,7 @@
 #include "tp_app.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,8 @@ static void *deliverer_main(void *arg)
 int tp_app_init(tp_app *app, char *const *envp, char *err, size_t errlen)
 {
     pthread_condattr_t ca;
+    sigset_t block, old;
+    int rc;
 
     memset(app, 0, sizeof(*app));
     pthread_mutex_init(&app->lock, NULL);
@@ -340,7 +343,18 @@ int tp_app_init(tp_app *app, char *const *envp, char *err, size_t errlen)
     app->journal = tp_journal_create(app->cfg.spool_dir, (int)app->cfg.spool_fsync, err, errlen);
     if (!app->journal)
         return -1;
-    if (pthread_create(&app->deliverer, NULL, deliverer_main, app) != 0) {
+    /* The deliverer takes no signals: SIGTERM and the like must reach the
+     * accept loop, whose accept() they interrupt. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGALRM);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = pthread_create(&app->deliverer, NULL, deliverer_main, app);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         snprintf(err, errlen, "cannot start the deliverer thread");
         return -1;
     }

@@ -6,11 +6,17 @@ lighttpd/50-trackpixel*.conf.  This module renders those files for a test
 without keeping a copy of them, the way an administrator would edit them:
 
   * well-known default strings are replaced: the install path of the program
-    (/usr/local/sbin), the root-only secrets file(s), lighttpd's socket;
+    (/usr/local/sbin), Apache's root-only secrets file, lighttpd's socket,
+    the paths in the ExecStart= of lighttpd/trackpixel.service;
   * a setting is changed by editing the one line that sets it, commented out
     or not (`#FcgidInitialEnv AWS_REGION eu-west-1` becomes
     `FcgidInitialEnv AWS_REGION us-east-1`; `#"AWS_REGION" => "eu-west-1",`
-    becomes `"AWS_REGION" => "us-east-1",`).
+    becomes `"AWS_REGION" => "us-east-1",`); the system paths the shipped
+    files use (TRACKPIXEL_OUTPUT, TRACKPIXEL_SPOOL_DIR) move into the test's
+    directory that way;
+  * secrets go where an administrator puts them: Apache's in the root-only
+    file the shipped file includes, lighttpd's in lighttpd's environment
+    (systemd's EnvironmentFile= in the shipped drop-in).
 
 Each substitution must find what it looks for (a line exactly once), so a
 change to a shipped file that the tests do not follow fails loudly
@@ -31,20 +37,23 @@ Also a command, for trying the pixel by hand with the shipped configuration:
     /usr/bin/python3 tests/webserver.py lighttpd|apache [--port N] [--dir DIR]
 
 serves http://127.0.0.1:N/pixel in the foreground (Ctrl-C stops it) with the
-embedded default: documents go to DIR/events.ndjson.
+embedded default: documents go to DIR/run/events.ndjson.  (lighttpd/demo.sh is
+the same for lighttpd, in plain sh.)
 """
+import calendar
 import ctypes
 import grp
 import http.client
+import json
 import os
 import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -62,10 +71,10 @@ TAG_VAR = "TP_WEBSERVER_TAG"
 # The defaults the shipped files use for what a test must move.
 INSTALL_DIR = "/usr/local/sbin"
 APACHE_SECRETS = "/etc/trackpixel/secrets.conf"
-LIGHTTPD_SECRETS = "/etc/trackpixel/lighttpd/*.conf"
 LIGHTTPD_SOCKET = "/run/lighttpd/trackpixel.socket"
 SPAWN_SOCKET = "/run/trackpixel/trackpixel.sock"
-OUTPUT = "/var/lib/trackpixel/events.ndjson"
+SPAWN_LOG = "/var/log/trackpixel/error.log"
+SPAWN_UNIT = os.path.join(SRCDIR, "lighttpd", "trackpixel.service")
 
 
 class ConfigDrift(AssertionError):
@@ -128,14 +137,13 @@ def render_apache(binary, secrets_path, settings):
     return text
 
 
-def render_lighttpd(binary, secrets_glob, socket_path, settings):
+def render_lighttpd(binary, socket_path, settings):
     """lighttpd/50-trackpixel.conf, the same way."""
     if os.path.basename(binary) != "trackpixel":
         raise ValueError("the shipped configuration runs a file named trackpixel")
     with open(LIGHTTPD_CONF) as f:
         text = f.read()
     text = replace_all(text, INSTALL_DIR, os.path.dirname(binary), "install directory")
-    text = replace_all(text, LIGHTTPD_SECRETS, secrets_glob, "secrets files")
     text = replace_all(text, LIGHTTPD_SOCKET, socket_path, "socket")
     for name, value in settings.items():
         text = lighttpd_set_env(text, name, value)
@@ -146,15 +154,6 @@ def render_lighttpd_socket(socket_path):
     with open(LIGHTTPD_SOCKET_CONF) as f:
         text = f.read()
     return replace_all(text, SPAWN_SOCKET, socket_path, "socket")
-
-
-def shipped_env_names(path):
-    """Every variable name the shipped file sets or shows (commented or not)."""
-    with open(path) as f:
-        text = f.read()
-    names = re.findall(r"^[ \t]*#?[ \t]*FcgidInitialEnv[ \t]+(\S+)", text, re.M)
-    names += re.findall(r'^[ \t]*#?[ \t]*"([A-Z][A-Z0-9_]*)"[ \t]*=>', text, re.M)
-    return names
 
 
 # ------------------------------------------------------------- processes
@@ -185,24 +184,67 @@ def proc_stat(pid):
     return comm, rest[0], int(rest[1])
 
 
-def tagged_pids(tag):
-    """Live (non-zombie) processes whose environment carries TAG_VAR=tag:
-    {pid: comm}."""
+def handles_sigterm(pid):
+    """Whether pid has a SIGTERM handler (SigCgt in /proc/pid/status): a
+    trackpixel that does is past its start, and ready to take hits.  None
+    when pid is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        return None
+    return False
+
+
+def unclean(exits, ready, clean):
+    """The processes of exits ({pid: how}) that did not end cleanly.  A
+    process killed by SIGTERM's default action had not installed its handler
+    yet - trackpixel does that before it takes any request, so it was
+    starting and lost nothing; that is clean too, unless it was once seen
+    ready (then its handler was lost: a bug)."""
+    return {pid: how for pid, how in exits.items()
+            if how != clean and (pid in ready or not re.search(r"\bsignal 15$", how))}
+
+
+def all_procs():
+    """{pid: (comm, state, ppid)} of every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                out[int(name)] = st
+    return out
+
+
+def tagged_pids(tag, procs=None):
+    """Live (non-zombie) processes whose environment carries TAG_VAR=tag,
+    and their live descendants: {pid: comm}."""
+    procs = all_procs() if procs is None else procs
     needle = ("%s=%s" % (TAG_VAR, tag)).encode()
     found = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for pid, (comm, state, _) in procs.items():
+        if state == "Z":
             continue
-        pid = int(name)
         try:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 env = f.read().split(b"\0")
         except OSError:
             continue
         if needle in env:
-            st = proc_stat(pid)
-            if st and st[1] != "Z":
-                found[pid] = st[0]
+            found[pid] = comm
+    children = {}
+    for pid, (_, state, ppid) in procs.items():
+        if state != "Z":
+            children.setdefault(ppid, []).append(pid)
+    stack = list(found)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found[child] = procs[child][0]
+                stack.append(child)
     return found
 
 
@@ -233,6 +275,36 @@ def reap_orphans(exits, skip=()):
 
 def free_port():
     return tplib.free_port()
+
+
+def _can_exec(path, pw, groups):
+    st = os.stat(path)
+    if st.st_uid == pw.pw_uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid in groups:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def program_for(user, workdir):
+    """The trackpixel the servers run: the build's, or, when the user the
+    servers run as cannot reach it (a build under a 0700 home directory,
+    say), an identical copy in workdir/sbin."""
+    pw = pwd.getpwnam(user)
+    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {pw.pw_gid}
+    path, ok = BINARY, True
+    while ok and path != "/":
+        ok = _can_exec(path, pw, groups)
+        path = os.path.dirname(path)
+    if ok:
+        return BINARY
+    sbin = os.path.join(workdir, "sbin")
+    os.makedirs(sbin, exist_ok=True)
+    os.chmod(sbin, 0o755)
+    copy = os.path.join(sbin, "trackpixel")
+    shutil.copy2(BINARY, copy)
+    os.chmod(copy, 0o755)
+    return copy
 
 
 def run_user():
@@ -278,13 +350,22 @@ class Server:
         # Writable by the server's user: logs, sockets, the pid file, output.
         self.rundir = os.path.join(self.dir, "run")
         os.makedirs(self.rundir, exist_ok=True)
+        pw = pwd.getpwnam(self.user)
         if os.geteuid() == 0:
             os.chmod(self.dir, 0o755)
-            pw = pwd.getpwnam(self.user)
             os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
+        self.binary = program_for(self.user, self.dir)
         self.output = os.path.join(self.rundir, "events.ndjson")
+        self.spool = os.path.join(self.rundir, "spool")
+        os.makedirs(self.spool, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(self.spool, pw.pw_uid, pw.pw_gid)
+        # The shipped files' system paths, moved into the work directory.
         self.settings.setdefault("TRACKPIXEL_OUTPUT", self.output)
+        self.settings.setdefault("TRACKPIXEL_SPOOL_DIR", self.spool)
         self.exits = {}              # pid -> (comm, "exit N" | "signal N")
+        self.known = {}              # pid -> comm, every process of ours seen
+        self.ready = set()           # trackpixel pids seen with their SIGTERM handler
         self.subreaper = become_subreaper()
         self.started = False
 
@@ -317,17 +398,31 @@ class Server:
 
     # -- processes
     def pids(self):
-        """Our live processes: {pid: comm}."""
-        return tagged_pids(self.tag)
+        """Our live processes: {pid: comm}: those started with our tag, their
+        descendants, and those seen before that are still alive (a
+        trackpixel whose server exited is reparented to this process)."""
+        procs = all_procs()
+        found = tagged_pids(self.tag, procs)
+        for pid, comm in self.known.items():
+            st = procs.get(pid)
+            if pid not in found and st and st[0] == comm and st[1] != "Z":
+                found[pid] = comm
+        self.known.update(found)
+        for pid, comm in found.items():
+            if comm == "trackpixel" and pid not in self.ready and handles_sigterm(pid):
+                self.ready.add(pid)
+        return found
+
+    def wait_trackpixels_ready(self, count, timeout=15.0):
+        """Until count trackpixel processes of ours run and all of them are
+        past their start (a SIGTERM handler)."""
+        def ready():
+            pids = self.trackpixel_pids()
+            return len(pids) >= count and all(p in self.ready for p in pids) and pids
+        return tplib.wait_for(ready, timeout, "%d trackpixel processes, ready" % count)
 
     def trackpixel_pids(self):
         return sorted(p for p, comm in self.pids().items() if comm == "trackpixel")
-
-    def wait_trackpixels(self, count, timeout=15.0):
-        """Until at least count trackpixel processes of ours run."""
-        return tplib.wait_for(lambda: len(self.trackpixel_pids()) >= count and
-                              self.trackpixel_pids(), timeout,
-                              "%d trackpixel processes" % count)
 
     def wait_gone(self, timeout=15.0):
         """Until none of our processes is left (reaping orphans as they end);
@@ -337,6 +432,7 @@ class Server:
             self.reap()
             left = self.pids()
             if not left or time.monotonic() > deadline:
+                self.reap()          # those that ended since the first reap
                 return left
             time.sleep(0.05)
 
@@ -362,13 +458,20 @@ class Server:
 
     def documents_in_output(self):
         """The embedded default's file, as (action, document) pairs."""
-        import json
         try:
             with open(self.output, "rb") as f:
                 lines = f.read().decode("utf-8").splitlines()
         except FileNotFoundError:
             return []
         return [(json.loads(lines[i]), json.loads(lines[i + 1])) for i in range(0, len(lines), 2)]
+
+    def spool_files(self):
+        """What is left in the journal directory (journals still holding
+        undelivered documents, dead letters)."""
+        out = []
+        for root, _, files in os.walk(self.spool):
+            out += [os.path.relpath(os.path.join(root, f), self.spool) for f in files]
+        return sorted(out)
 
     def cleanup(self):
         if self.own_dir:
@@ -403,8 +506,9 @@ class Apache(Server):
     """
 
     name = "apache"
+    server_header = r"^Apache/2\.4\."
 
-    def __init__(self, **kw):
+    def __init__(self, extra_env=None, **kw):
         super().__init__(**kw)
         self.conf_path = os.path.join(self.dir, "apache2.conf")
         self.rendered_path = os.path.join(self.dir, "trackpixel.conf")
@@ -412,15 +516,30 @@ class Apache(Server):
         self.error_log_path = os.path.join(self.rundir, "error.log")
         self.pid_file = os.path.join(self.rundir, "apache2.pid")
         self.parent_pid = None
+        # FcgidInitialEnv lines of the test's own top-level file (what an
+        # administrator might set in another file of the server).
+        self.extra_env = dict(extra_env or {})
+
+    @staticmethod
+    def extra_response_headers(method, status):
+        return {}
+
+    @staticmethod
+    def document_headers(method):
+        """What Apache puts in every request's CGI variables itself: mod_fcgid
+        says HTTP_CONNECTION=close whatever the browser sent, and
+        CONTENT_LENGTH is always there."""
+        return {"Connection": "close"} if method == "POST" else {
+            "Connection": "close", "Content-Length": "0"}
 
     def render(self):
         with open(self.rendered_path, "w") as f:
-            f.write(render_apache(BINARY, self.secrets_path, self.settings))
+            f.write(render_apache(self.binary, self.secrets_path, self.settings))
         self.write_private(self.secrets_path, "".join(
             "FcgidInitialEnv %s %s\n" % (k, apache_quote(v)) for k, v in self.secrets.items()))
         htdocs = os.path.join(self.dir, "htdocs")
         os.makedirs(htdocs, exist_ok=True)
-        mods = ["mpm_event", "authz_core", "alias", "mime", "fcgid"]
+        mods = ["mpm_event", "authz_core", "alias", "fcgid"]
         lines = ["# Written by tests/webserver.py; the tested file is %s." % self.rendered_path,
                  "ServerRoot %s" % self.dir,
                  "DefaultRuntimeDir %s" % self.rundir,
@@ -433,23 +552,31 @@ class Apache(Server):
                  "ServerName 127.0.0.1",
                  "User %s" % self.user,
                  "Group %s" % self.group,
-                 "TypesConfig /dev/null",
                  "KeepAlive On",
                  "MaxKeepAliveRequests 100",
                  "KeepAliveTimeout 5",
                  "StartServers 1",
                  "ServerLimit 2",
                  "ThreadsPerChild 32",
-                 "MaxRequestWorkers 64"]
+                 "MaxRequestWorkers 64",
+                 "MinSpareThreads 16",
+                 "MaxSpareThreads 64"]
         lines += ["LoadModule %s_module %s/mod_%s.so" % (m, APACHE_MODULES, m) for m in mods]
         lines += ["FcgidIPCDir %s" % os.path.join(self.rundir, "fcgid-sock"),
                   "FcgidProcessTableFile %s" % os.path.join(self.rundir, "fcgid-shm"),
-                  "FcgidInitialEnv %s %s" % (TAG_VAR, self.tag),
-                  "DocumentRoot %s" % htdocs,
+                  "FcgidInitialEnv %s %s" % (TAG_VAR, self.tag)]
+        lines += ["FcgidInitialEnv %s %s" % (k, apache_quote(v)) for k, v in self.extra_env.items()]
+        lines += ["DocumentRoot %s" % htdocs,
                   "<Directory />",
                   "    AllowOverride None",
                   "    Require all denied",
                   "</Directory>",
+                  # As Debian's /var/www: readable (mod_fcgid's PATH_TRANSLATED
+                  # look-up for /pixel/<path> lands here).
+                  "<Directory %s>" % htdocs,
+                  "    Require all granted",
+                  "</Directory>",
+                  # Where conf-enabled/ is included on Debian: server level.
                   "Include %s" % self.rendered_path,
                   # A site, as Debian's sites-enabled/000-default.conf is one.
                   "<VirtualHost 127.0.0.1:%d>" % self.port,
@@ -460,8 +587,9 @@ class Apache(Server):
             f.write("\n".join(lines) + "\n")
 
     def _ctl(self, action, timeout=30):
-        env = dict(os.environ)
-        env[TAG_VAR] = self.tag
+        # A clean environment, as systemd gives apache2ctl.
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C",
+               TAG_VAR: self.tag}
         return subprocess.run(["apache2", "-f", self.conf_path, "-k", action], env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
@@ -484,7 +612,8 @@ class Apache(Server):
             return None
 
     def check_alive(self):
-        if self.parent_pid and proc_stat(self.parent_pid) in (None,):
+        st = self.parent_pid and proc_stat(self.parent_pid)
+        if self.parent_pid and (st is None or st[1] == "Z"):
             raise AssertionError("apache2 exited; its log:\n" + self.error_log()[-3000:])
 
     def graceful(self):
@@ -493,12 +622,14 @@ class Apache(Server):
         if p.returncode != 0:
             raise AssertionError("apache2 -k graceful failed: %s" % p.stderr.decode())
 
-    def stop(self, timeout=20):
-        """apache2 -k stop, then wait until every process of ours is gone."""
+    def stop(self, action="graceful-stop", timeout=30):
+        """apache2 -k graceful-stop (what `systemctl stop apache2` runs on
+        Debian) or -k stop; then wait until every process of ours is gone.
+        Returns what is left ({} when all went)."""
         self.started = False
-        p = self._ctl("stop")
+        p = self._ctl(action)
         if p.returncode != 0:
-            raise AssertionError("apache2 -k stop failed: %s" % p.stderr.decode())
+            raise AssertionError("apache2 -k %s failed: %s" % (action, p.stderr.decode()))
         return self.wait_gone(timeout)
 
     def fcgid_exits(self):
@@ -508,7 +639,7 @@ class Apache(Server):
         out = []
         for m in re.finditer(r"mod_fcgid: process (\S+)\((\d+)\) exit\(([^)]*)\), (.*)$",
                              self.error_log(), re.M):
-            if m.group(1) == BINARY:
+            if m.group(1) == self.binary:
                 out.append((int(m.group(2)), m.group(3), m.group(4).strip()))
         return out
 
@@ -521,35 +652,37 @@ class Lighttpd(Server):
     started separately, see SpawnFcgi).
 
     settings: the "bin-environment" values set in the shipped file;
-    secrets: values added by a root-only file in the secrets directory.
+    secrets: lighttpd's own environment, as systemd's EnvironmentFile= in
+    lighttpd/lighttpd.service.d-trackpixel.conf gives it (the shipped file
+    passes them on with bin-copy-environment).  lighttpd gets a clean
+    environment otherwise: PATH, the tag and these.
     """
 
     name = "lighttpd"
+    server_header = r"^lighttpd/1\.4\."
+
+    @staticmethod
+    def extra_response_headers(method, status):
+        """lighttpd adds Accept-Ranges to a 200 answer to GET or HEAD."""
+        return {"Accept-Ranges": "bytes"} if status == 200 and method in ("GET", "HEAD") else {}
+
+    @staticmethod
+    def document_headers(method):
+        """lighttpd always sets CONTENT_LENGTH (0 without a body)."""
+        return {} if method == "POST" else {"Content-Length": "0"}
 
     def __init__(self, variant="spawn", socket_path=None, **kw):
         super().__init__(**kw)
         self.variant = variant
         self.conf_path = os.path.join(self.dir, "lighttpd.conf")
         self.rendered_path = os.path.join(self.dir, "50-trackpixel.conf")
-        self.secrets_dir = os.path.join(self.dir, "secrets")
         self.error_log_path = os.path.join(self.rundir, "error.log")
         self.socket_path = socket_path or os.path.join(self.rundir, "trackpixel.socket")
         self.proc = None
 
     def render(self):
         if self.variant == "spawn":
-            text = render_lighttpd(BINARY, os.path.join(self.secrets_dir, "*.conf"),
-                                   self.socket_path, self.settings)
-            os.makedirs(self.secrets_dir, exist_ok=True)
-            os.chmod(self.secrets_dir, 0o700)
-            # The tag travels as one more variable: the shipped file passes
-            # lighttpd's own environment on to trackpixel only for PATH.
-            added = dict(self.secrets)
-            added[TAG_VAR] = self.tag
-            self.write_private(os.path.join(self.secrets_dir, "secrets.conf"),
-                               "var.trackpixel_env += (\n%s)\n" % "".join(
-                                   "  %s => %s,\n" % (lighttpd_quote(k), lighttpd_quote(v))
-                                   for k, v in added.items()))
+            text = render_lighttpd(self.binary, self.socket_path, self.settings)
         else:
             text = render_lighttpd_socket(self.socket_path)
         with open(self.rendered_path, "w") as f:
@@ -576,14 +709,22 @@ class Lighttpd(Server):
 
     def start(self):
         self.render()
-        env = dict(os.environ)
-        env[TAG_VAR] = self.tag
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), TAG_VAR: self.tag}
+        env.update(self.secrets)
         with open(os.path.join(self.dir, "lighttpd.stderr"), "ab") as err:
             self.proc = subprocess.Popen(["lighttpd", "-D", "-f", self.conf_path], env=env,
                                          stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         self.started = True
         self.wait_ready()
+        if self.variant == "spawn":
+            self.wait_trackpixels_ready(self.procs())
         return self
+
+    def procs(self):
+        """min-procs of the shipped file: how many processes lighttpd starts."""
+        with open(LIGHTTPD_CONF) as f:
+            m = re.search(r'"min-procs"\s*=>\s*(\d+)', f.read())
+        return int(m.group(1)) if m else 1
 
     def check_alive(self):
         if self.proc is not None and self.proc.poll() is not None:
@@ -619,51 +760,86 @@ class Lighttpd(Server):
 
 
 def debian_parseopts(path="/etc/lighttpd/lighttpd.conf"):
-    """The server.http-parseopts block of Debian's lighttpd.conf, or None."""
+    """What Debian's lighttpd.conf says about parsing requests and about
+    restarts (the server.http-parseopts block and the server.feature-flags
+    lines: graceful-shutdown-timeout), or None without that file."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         return None
     m = re.search(r"^server\.http-parseopts\s*=\s*\(.*?^\)", text, re.M | re.S)
-    return m.group(0) if m else None
+    flags = re.findall(r"^server\.feature-flags\s*\+=.*$", text, re.M)
+    return "\n".join(flags + ([m.group(0)] if m else [])) or None
 
 
 class SpawnFcgi:
-    """trackpixel started by spawn-fcgi on a unix socket, as
-    lighttpd/README.md shows, with env as its whole environment."""
+    """trackpixel started by spawn-fcgi on a unix socket with the command
+    line of the shipped lighttpd/trackpixel.service (its ExecStart=, paths
+    moved; as an ordinary user without the -u/-g/-U/-G options, which need
+    root), env being its whole environment (the unit's EnvironmentFile=)."""
 
-    def __init__(self, socket_path, env, children=4, tag=None, cwd=None):
+    def __init__(self, socket_path, env, workdir, tag=None):
         self.socket_path = socket_path
+        self.log_path = os.path.join(workdir, "error.log")
         self.env = dict(env)
-        self.children = children
         self.tag = tag or uuid.uuid4().hex
         self.env[TAG_VAR] = self.tag
-        self.cwd = cwd or os.path.dirname(socket_path)
+        self.cwd = workdir
         self.exits = {}
+        self.binary = program_for(run_user()[0], workdir)
         become_subreaper()
 
     def argv(self):
+        import shlex
+        with open(SPAWN_UNIT) as f:
+            lines = [l for l in f.read().splitlines() if l.startswith("ExecStart=")]
+        if len(lines) != 1:
+            raise ConfigDrift("%d ExecStart= lines in %s, expected 1" % (len(lines), SPAWN_UNIT))
+        cmd = lines[0][len("ExecStart="):]
+        cmd = replace_all(cmd, SPAWN_SOCKET, self.socket_path, "socket")
+        cmd = replace_all(cmd, SPAWN_LOG, self.log_path, "error log")
+        cmd = replace_all(cmd, INSTALL_DIR, os.path.dirname(self.binary), "install directory")
         user, group = run_user()
-        argv = ["spawn-fcgi", "-s", self.socket_path, "-M", "0660", "-F", str(self.children)]
-        if os.geteuid() == 0:
-            argv += ["-u", user, "-g", group, "-U", user, "-G", group]
-        return argv + ["--", BINARY]
+        ids = " -U www-data -G www-data -u trackpixel -g trackpixel"
+        cmd = replace_all(cmd, ids, (" -U %s -G %s -u %s -g %s" % (user, group, user, group))
+                          if os.geteuid() == 0 else "", "user and group options")
+        return shlex.split(cmd)
+
+    def children(self):
+        m = re.search(r"-F (\d+)", " ".join(self.argv()))
+        return int(m.group(1)) if m else 1
 
     def start(self):
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(run_user()[0])
+            with open(self.log_path, "a"):
+                pass
+            os.chown(self.log_path, pw.pw_uid, pw.pw_gid)
         p = subprocess.run(self.argv(), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=20)
         if p.returncode != 0:
             raise AssertionError("spawn-fcgi failed (%d): %s" % (
                 p.returncode, (p.stderr + p.stdout).decode("utf-8", "replace")))
-        tplib.wait_for(lambda: len(self.pids()) >= self.children, 10, "spawn-fcgi's children")
+        n = self.children()
+        tplib.wait_for(lambda: len(self.pids()) >= n and all(handles_sigterm(p)
+                                                             for p in self.pids()),
+                       10, "spawn-fcgi's %d children, ready" % n)
         return self
 
     def pids(self):
         return sorted(p for p, comm in tagged_pids(self.tag).items() if comm == "trackpixel")
 
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        """What systemd's stop does: the signal to every process; then wait."""
+        """What systemd's stop does (KillMode=control-group): the signal to
+        every process; then wait.  Returns the pids left."""
         for pid in self.pids():
             try:
                 os.kill(pid, sig)
@@ -674,6 +850,7 @@ class SpawnFcgi:
             reap_orphans(self.exits)
             left = self.pids()
             if not left or time.monotonic() > deadline:
+                reap_orphans(self.exits)
                 return left
             time.sleep(0.05)
 
@@ -687,10 +864,11 @@ HTTP_DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|M
 
 
 def send(conn, method, target, headers, body=None):
-    """One request with exactly these headers (http.client adds Host, and
-    Content-Length when there is a body; nothing else).  Returns
+    """One request with exactly these headers (http.client adds Host unless
+    given, and Content-Length when there is a body; nothing else).  Returns
     (status, reason, [(name, value)...], body bytes)."""
-    conn.putrequest(method, target, skip_accept_encoding=True)
+    conn.putrequest(method, target, skip_accept_encoding=True,
+                    skip_host=any(name.lower() == "host" for name, _ in headers))
     for name, value in headers:
         conn.putheader(name, value)
     if body is not None:
@@ -715,11 +893,11 @@ class Load:
     reached trackpixel)."""
 
     def __init__(self, port, conns=16, tag="load"):
-        import threading
         self.port = port
         self.conns = conns
         self.tag = tag
         self.pixels = []            # request ids, from X-Request-Id
+        self.targets = {}           # request id -> the "n-i" of its query string
         self.failures = []          # (thread, attempt, reason)
         self.attempts = 0
         self._lock = threading.Lock()
@@ -743,12 +921,14 @@ class Load:
                     self.failures.append((n, i, type(e).__name__))
                 conn.close()
                 conn = None
+                time.sleep(0.01)        # a server that is down: do not spin
                 continue
             rid = dict((k.lower(), v) for k, v in headers).get("x-request-id", "")
             with self._lock:
                 self.attempts += 1
                 if status == 200 and body == PIXEL and UUID.match(rid):
                     self.pixels.append(rid)
+                    self.targets[rid] = "%d-%d" % (n, i - 1)
                 else:
                     self.failures.append((n, i, "HTTP %d" % status))
             if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
@@ -758,7 +938,6 @@ class Load:
             conn.close()
 
     def _spawn(self, quotas):
-        import threading
         self._threads = [threading.Thread(target=self._worker, args=(n, q), daemon=True)
                          for n, q in enumerate(quotas)]
         for t in self._threads:
@@ -807,14 +986,14 @@ def check_response(srv, result, method, status):
     tplib.eq(len(names), len(set(names)), "%s: no header twice (%r)" % (method, headers))
     got = dict(headers)
     expected = dict(PIXEL_HEADERS if status == 200 else NOT_ALLOWED_HEADERS)
-    expected.update(srv.extra_response_headers(status))
+    expected.update(srv.extra_response_headers(method, status))
     want_names = set(expected) | {"Date", "Server"} | ({"X-Request-Id"} if status == 200 else set())
     tplib.eq(sorted(got), sorted(want_names), "%s: header names" % method)
     for name, value in expected.items():
         tplib.eq(got[name], value, "%s: %s" % (method, name))
     if not HTTP_DATE.match(got["Date"]):
         raise AssertionError("%s: Date %r" % (method, got["Date"]))
-    sent = time.mktime(time.strptime(got["Date"], "%a, %d %b %Y %H:%M:%S GMT")) - time.timezone
+    sent = calendar.timegm(time.strptime(got["Date"], "%a, %d %b %Y %H:%M:%S GMT"))
     if abs(sent - time.time()) > 30:
         raise AssertionError("%s: Date %r is not now" % (method, got["Date"]))
     if not re.match(srv.server_header, got["Server"]):
@@ -866,6 +1045,86 @@ def check_document(source, expected, before_ms, after_ms):
     check_dates(source, before_ms, after_ms)
 
 
+def failure_summary(load):
+    counts = {}
+    for _, _, why in load.failures:
+        counts[why] = counts.get(why, 0) + 1
+    return ", ".join("%s x%d" % kv for kv in sorted(counts.items())) or "none"
+
+
+def check_load_documents(es, load, exact):
+    """After a load: wait until the documents settle, then every hit that
+    got a pixel has its document, with the query string it was sent with,
+    and every request the stand-in saw was correctly signed.  exact: also
+    no document without a pixel.  Returns a one-line summary."""
+    pixels = set(load.pixels)
+    tplib.eq(len(pixels), len(load.pixels), "distinct X-Request-Ids")
+    settle(lambda: len(es.docs()), len(pixels))
+    docs = es.docs()
+    ids = [d["id"] for d in docs]
+    tplib.eq(len(set(ids)), len(ids), "distinct document ids")
+    missing = sorted(pixels - set(ids))
+    if missing:
+        raise AssertionError("%d of %d hits got a pixel but have no document (e.g. %s)"
+                             % (len(missing), len(pixels), ", ".join(missing[:3])))
+    for d in docs:
+        src = d["source"]
+        tplib.eq(src["context"]["request-id"], d["id"], "request-id = _id")
+        if d["id"] in pixels:
+            tplib.eq(src["params"]["querystring"], {load.tag: load.targets[d["id"]]},
+                     "query string of %s" % d["id"])
+    extra = len(ids) - len(pixels)
+    if exact:
+        tplib.eq(extra, 0, "documents without a pixel")
+    reqs = es.requests()
+    bad = [r for r in reqs if not (r["sig_ok"] and r["token_ok"])]
+    tplib.eq(len(bad), 0, "requests whose signature or token the stand-in refused")
+    vias = {}
+    for d in docs:
+        vias[d["via"]] = vias.get(d["via"], 0) + 1
+    return ("%d attempts, %d pixels, %d documents (%s), %d without a pixel; %d cluster "
+            "requests, all signatures verified; failed attempts: %s"
+            % (load.attempts, len(pixels), len(docs),
+               ", ".join("%s %d" % kv for kv in sorted(vias.items())), extra, len(reqs),
+               failure_summary(load)))
+
+
+def restart_with_slow_cluster(srv, es, delay_ms=4000, conns=8):
+    """A graceful restart while every post takes delay_ms (the stand-in's
+    delay mode) and conns connections hit the pixel: the processes get their
+    SIGTERM in the middle of a post.  Returns (load, seconds from the
+    restart until the server answered again)."""
+    es.reset()
+    es.mode(delay_ms=delay_ms)
+    load = Load(srv.port, conns=conns, tag="slow").start()
+    try:
+        wait_pixels(load, conns, timeout=20)
+        time.sleep(delay_ms / 2000.0)          # every process is now mid-post
+        start = time.monotonic()
+        srv.graceful()
+        tplib.wait_for(lambda: answers(srv.port), 30, "the server after the restart")
+        stalled = time.monotonic() - start
+        es.mode()                               # the cluster is fast again
+        at_restart = len(load.pixels)
+        wait_pixels(load, at_restart + conns, what="pixels after the restart")
+    finally:
+        load.stop()
+        es.mode()
+    return load, stalled
+
+
+def answers(port):
+    try:
+        return http_get(port, "/tp-ready-probe", timeout=1.0) > 0
+    except OSError:
+        return False
+
+
+def wait_pixels(load, count, timeout=30.0, what="pixels"):
+    return tplib.wait_for(lambda: len(load.pixels) >= count, timeout,
+                          "%d %s (have %d)" % (count, what, len(load.pixels)))
+
+
 def settle(count_fn, at_least, timeout=20.0, quiet=1.0):
     """Documents are posted after the pixel: poll count_fn() until it reaches
     at_least and then stays the same for quiet seconds (bounded by timeout).
@@ -891,12 +1150,17 @@ def main(argv):
                                              "(embedded default: documents to a file).")
     ap.add_argument("server", choices=("lighttpd", "apache"))
     ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--dir", default=os.path.abspath("demo"),
-                    help="work directory; documents go to DIR/run/events.ndjson")
+    ap.add_argument("--dir", default=None,
+                    help="work directory (default: a new one in $TMPDIR); documents go "
+                         "to DIR/run/events.ndjson")
     args = ap.parse_args(argv)
-    os.makedirs(args.dir, exist_ok=True)
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
     cls = Lighttpd if args.server == "lighttpd" else Apache
-    srv = cls(workdir=os.path.abspath(args.dir), port=args.port)
+    srv = cls(workdir=os.path.abspath(args.dir) if args.dir else None, port=args.port)
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
     srv.start()
     print("serving http://127.0.0.1:%d/pixel; documents go to %s; Ctrl-C stops"
           % (srv.port, srv.output), flush=True)
