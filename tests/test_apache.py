@@ -49,10 +49,7 @@ class Ctx:
 
 def setup():
     c = Ctx()
-    c.es = Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
-                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
-                   require_signature=True).start()
+    c.es = tplib.signed_standin()
     settings = dict(SETTINGS, TRACKPIXEL_ES_URL=c.es.url)
     c.srv = Apache(settings=settings, secrets=SECRETS,
                    extra_env={"TRACKPIXEL_STAGE_VAR_long": LONG_VALUE})

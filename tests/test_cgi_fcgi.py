@@ -17,11 +17,7 @@ from tplib import eq, cgi_fcgi, pixel_env, wait_for, PIXEL, AWS_KEYS  # noqa: E4
 from es_standin import Standin  # noqa: E402
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-                "cognito-authentication-provider", "cognito-authentication-type",
-                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
-                "resource-path"]
+CONTEXT_KEYS = tplib.CONTEXT_KEYS
 NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate, private",
             "Pragma": "no-cache", "Expires": "0"}
 
@@ -40,10 +36,7 @@ class Ctx:
 
 def setup():
     c = Ctx()
-    c.es = Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
-                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
-                   require_signature=True).start()
+    c.es = tplib.signed_standin()
     c.worker = tplib.Worker(worker_env(c.es)).start()
     return c
 

@@ -17,10 +17,7 @@ def run(args, env):
 
 
 def setup():
-    return Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
-                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
-                   require_signature=True).start()
+    return tplib.signed_standin()
 
 
 def teardown(es):

@@ -18,10 +18,7 @@ from es_standin import Standin  # noqa: E402
 
 
 def standin(port=0):
-    return Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
-                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
-                   require_signature=True, port=port).start()
+    return tplib.signed_standin(port=port)
 
 
 def env_for(url, **extra):

@@ -29,11 +29,7 @@ from es_standin import Standin  # noqa: E402
 R = "\ufffd"                      # U+FFFD REPLACEMENT CHARACTER
 EMOJI = "\U0001F600"              # 4 bytes in UTF-8
 MAX_PARAMS, MAX_HEADERS, MAX_VALUE, MAX_BODY = 100, 100, 4096, 65536
-CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-                "cognito-authentication-provider", "cognito-authentication-type",
-                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
-                "resource-path"]
+CONTEXT_KEYS = tplib.CONTEXT_KEYS
 
 
 def worker_env(es, **extra):
@@ -50,10 +46,7 @@ class Ctx:
 
 def setup():
     c = Ctx()
-    c.es = Standin(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
-                   secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                   session_token=AWS_KEYS["AWS_SESSION_TOKEN"],
-                   require_signature=True).start()
+    c.es = tplib.signed_standin()
     c.worker = tplib.Worker(worker_env(c.es)).start()
     return c
 

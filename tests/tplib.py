@@ -196,3 +196,21 @@ def pixel_env(**extra):
     return env
 
 TRACKPIXEL_HOOKS = os.path.join(BUILDDIR, "tests", "trackpixel-hooks")
+
+# The context keys of API Gateway's passthrough template, in its order.
+CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
+                "cognito-authentication-provider", "cognito-authentication-type",
+                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
+                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
+                "resource-path"]
+
+
+def signed_standin(**opts):
+    """A started Elasticsearch stand-in that requires SigV4 with AWS_KEYS
+    (and their session token unless opts say otherwise)."""
+    from es_standin import Standin
+    kw = dict(access_key=AWS_KEYS["AWS_ACCESS_KEY_ID"],
+              secret_key=AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
+              session_token=AWS_KEYS["AWS_SESSION_TOKEN"], require_signature=True)
+    kw.update(opts)
+    return Standin(**kw).start()
