@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
 #include <poll.h>
 #include <signal.h>
@@ -34,8 +35,20 @@ static volatile sig_atomic_t stopping;
  * FCGI_FAIL_ACCEPT_ON_INTR. */
 static void on_stop(int sig)
 {
+    struct sigaction sa;
+
     (void)sig;
     stopping = 1;
+    /* The first signal interrupts accept(); later ones (mod_fcgid repeats
+     * SIGTERM after a second) must not interrupt the reads of a queued
+     * request being answered: libfcgi fails a read on EINTR. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 /* SIGALRM only bounds an accept() while draining the queue. */
@@ -131,7 +144,7 @@ static int serve_cgi(tp_app *app)
 
     tp_app_respond(app, environ, &io, &hit);
     fclose(stdout);               /* the client has its answer */
-    tp_app_deliver(app, &hit);
+    tp_app_deliver(app, &hit, 0);
     return 0;
 }
 
@@ -139,7 +152,9 @@ static int serve_cgi(tp_app *app)
 static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
 {
     struct timeval none = { 0, 0 };
+    struct pollfd next = { 0, POLLIN, 0 };   /* more requests queued for us? */
     tp_hit hit;
+    int waiting;
 
     clock_gettime(CLOCK_MONOTONIC, &c->deadline);
     c->deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
@@ -151,7 +166,8 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
     tp_app_respond(app, c->req.envp, io, &hit);
     setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
     FCGX_Finish_r(&c->req);       /* the browser is done before we post */
-    tp_app_deliver(app, &hit);
+    waiting = poll(&next, 1, 0) == 1 && (next.revents & POLLIN);
+    tp_app_deliver(app, &hit, waiting);
 }
 
 /* At a stop, requests already queued on the socket are answered for at
@@ -206,6 +222,9 @@ static int serve_fastcgi(tp_app *app)
         serve_one(app, &c, &io);
     }
     FCGX_Free(&c.req, 1);
+    /* No more connections: from now on the web server's connect() is
+     * refused at once instead of queued, then reset when we exit. */
+    close(FCGI_LISTENSOCK_FILENO);
     return 0;
 }
 

@@ -71,6 +71,12 @@ static void cluster_up(tp_app *app)
     app->retry_at.tv_nsec = 0;
 }
 
+static long ms_since(struct timespec t0)
+{
+    struct timespec t1 = mono_now();
+    return (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+}
+
 static int known_down(const tp_app *app)
 {
     return app->retry_at.tv_sec && before(mono_now(), app->retry_at);
@@ -174,8 +180,9 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     const off_t *offsets;
     bulk_ctx b;
     char err[512];
-    long status = 0, n;
+    long status = 0, n, took;
     tp_es_result r;
+    struct timespec t0;
 
     n = tp_journal_pending(j, BULK_MAX_ENTRIES, BULK_MAX_BYTES, &data, &len, &offsets,
                            err, sizeof(err));
@@ -198,10 +205,13 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
         app->deliverer_busy = 1;
     pthread_mutex_unlock(&app->lock);
 
+    t0 = mono_now();
     r = tp_es_request(es, "POST", "/_bulk", NULL, "application/x-ndjson", data, len,
                       time(NULL), &status, err, sizeof(err));
+    took = ms_since(t0);
 
     pthread_mutex_lock(&app->lock);
+    app->last_answer_ms = took;
     if (own)
         app->deliverer_busy = 0;
     if (r == TP_ES_OK && tp_es_bulk_items(es, on_item, &b) < 0) {
@@ -215,6 +225,11 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     }
     if (b.prefix > 0 && tp_journal_mark(j, offsets[b.prefix - 1], err, sizeof(err)) < 0)
         tp_log("journal %s: %s", tp_journal_path(j), err);
+    if (app->quit && r != TP_ES_OK) {
+        /* Cut short by a stop, not the cluster's fault: no backoff, so
+         * the last attempts at exit still go out. */
+        return -1;
+    }
     if (r != TP_ES_OK || b.stopped) {
         if (r != TP_ES_OK)
             tp_log_limited(&app->deliver_log, time(NULL),
@@ -282,6 +297,8 @@ static void *deliverer_main(void *arg)
         pthread_mutex_unlock(&app->lock);
         return NULL;
     }
+    /* A stop does not wait for a slow cluster: the entries stay. */
+    tp_es_set_abort(es, &app->quit, NULL);
     while (!app->quit) {
         struct timespec now = mono_now(), until;
         int pending = tp_journal_size(app->journal) > tp_journal_done(app->journal);
@@ -376,6 +393,7 @@ void tp_app_free(tp_app *app)
 
         /* Bounded: what is pending gets until the deadline. */
         deadline = add_ms(mono_now(), app->cfg.shutdown_ms);
+        tp_es_set_abort(app->es, NULL, &deadline);   /* even mid-request */
         pthread_mutex_lock(&app->lock);
         if (known_down(app))
             rc = 0;                /* no timeout at exit: the next worker sends them */
@@ -543,17 +561,21 @@ static void deliver_unjournaled(tp_app *app, tp_hit *hit)
     }
 }
 
-static void deliver_journaled(tp_app *app, tp_hit *hit)
+static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
 {
     char err[512];
     long status = 0;
     tp_es_result r;
+    struct timespec t0;
 
     pthread_mutex_lock(&app->lock);
-    if (known_down(app) || app->deliverer_busy ||
+    if (others_waiting || known_down(app) || app->deliverer_busy ||
+        app->last_answer_ms > app->cfg.slow_ms ||
         tp_journal_done(app->journal) != hit->start) {
-        /* Others are queued before it, or the cluster is down: the
-         * deliverer sends it in order.  This hit cost one append. */
+        /* Requests wait for us, the cluster is down or slow, or others are
+         * queued before this one: the deliverer sends it, in order and in
+         * a batch, while we answer the next pixel.  This hit cost one
+         * append. */
         app->inflight = 0;
         pthread_cond_signal(&app->wake);
         pthread_mutex_unlock(&app->lock);
@@ -561,10 +583,12 @@ static void deliver_journaled(tp_app *app, tp_hit *hit)
     }
     pthread_mutex_unlock(&app->lock);
 
+    t0 = mono_now();
     r = tp_es_create(app->es, hit->request_id, hit->text, hit->len, time(NULL),
                      &status, err, sizeof(err));
 
     pthread_mutex_lock(&app->lock);
+    app->last_answer_ms = ms_since(t0);
     app->inflight = 0;
     if (r == TP_ES_OK) {
         app->n.delivered++;
@@ -585,7 +609,7 @@ static void deliver_journaled(tp_app *app, tp_hit *hit)
     pthread_mutex_unlock(&app->lock);
 }
 
-void tp_app_deliver(tp_app *app, tp_hit *hit)
+void tp_app_deliver(tp_app *app, tp_hit *hit, int others_waiting)
 {
     char err[512];
 
@@ -601,7 +625,7 @@ void tp_app_deliver(tp_app *app, tp_hit *hit)
             app->n.delivered++;
         }
     } else if (hit->journaled) {
-        deliver_journaled(app, hit);
+        deliver_journaled(app, hit, others_waiting);
     } else {
         deliver_unjournaled(app, hit);
     }

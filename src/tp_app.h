@@ -3,11 +3,15 @@
  *
  * tp_app_respond(): read the body, build the document, append it to this
  * worker's journal, write the response.  Then the loop finishes the request,
- * and tp_app_deliver() posts the document synchronously when the cluster is
- * up and nothing is queued before it; otherwise the document waits in the
- * journal for the deliverer, a thread of this worker that sends the backlog
- * with _bulk (backoff with jitter while the cluster is down), claims the
- * journals of workers that died, and keeps the spool size known.
+ * and tp_app_deliver() posts the document synchronously when that cannot
+ * hold up the next pixel: the cluster is up and fast (its last answer took
+ * at most TRACKPIXEL_SLOW_MS), nothing is queued before the document, and no
+ * other request waits for this worker.  Otherwise the document is left in
+ * the journal for the deliverer, a thread of this worker that sends the
+ * backlog with _bulk (backoff with jitter while the cluster is down), claims
+ * the journals of workers that died, and keeps the spool size known.  So
+ * under load or with a slow cluster documents go in batches and the pixel
+ * never waits; when it is quiet each hit is posted at once.
  *
  * This layer logs; it never touches libfcgi itself: the loop hands it an I/O
  * vtable, so the same code serves FastCGI and plain CGI.
@@ -58,11 +62,12 @@ typedef struct tp_app {
     pthread_cond_t wake;
     pthread_t deliverer;
     int deliverer_running;
-    int quit;
+    volatile int quit;         /* also aborts the deliverer's request */
     int deliverer_busy;    /* the deliverer is sending part of our journal */
     int inflight;          /* the loop has an entry it will post itself    */
     struct timespec retry_at;  /* the cluster is known down until then     */
     long backoff_ms;
+    long last_answer_ms;       /* how long the cluster's last answer took */
     long long spool_others;    /* spool bytes besides our journal (last scan) */
     unsigned int rng;
     tp_log_limit full_log, journal_log, deliver_log;
@@ -93,7 +98,9 @@ void tp_app_free(tp_app *app);
  * hit is to be recorded; it is already in the journal. */
 int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit);
 
-/* Deliver hit->doc (if any) and release it.  Logs failures. */
-void tp_app_deliver(tp_app *app, tp_hit *hit);
+/* Deliver hit->doc (if any) and release it.  Logs failures.  others_waiting:
+ * the loop knows of requests waiting for this worker (then a journaled hit
+ * is left to the deliverer). */
+void tp_app_deliver(tp_app *app, tp_hit *hit, int others_waiting);
 
 #endif

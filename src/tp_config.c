@@ -51,6 +51,8 @@ static const tp_config_var vars[] = {
       "1: fdatasync the journal after each append (survives power loss, costs a disk flush per hit)" },
     { "TRACKPIXEL_SHUTDOWN_MS", TP_CONF_MS, "3000", 0,
       "at SIGTERM, how long pending documents are tried before exiting, milliseconds" },
+    { "TRACKPIXEL_SLOW_MS", TP_CONF_MS, "50", 0,
+      "a cluster answer slower than this, milliseconds, makes a worker leave the next hits to its delivery thread (in _bulk batches) until answers are fast again" },
     { "TRACKPIXEL_BODY_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
       "read deadline for a POST body, milliseconds; a slower body is recorded as cut" },
     { "TRACKPIXEL_STAGE", TP_CONF_STRING, "prod", 0,
@@ -77,7 +79,7 @@ static const slot slots[] = {
     S(region), { offsetof(tp_config, region), 1 },
     S(access_key_id), S(secret_access_key), S(session_token),
     S(connect_timeout_ms), S(timeout_ms), S(output),
-    S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(body_timeout_ms),
+    S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(body_timeout_ms),
     S(stage), NONE, S(api_id),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
 };

@@ -60,6 +60,7 @@ typedef struct tp_config {
     long spool_max_mb;
     long spool_fsync;
     long shutdown_ms;              /* delivery attempts at stop        */
+    long slow_ms;                  /* slower answers: batch, not inline */
     long body_timeout_ms;          /* read deadline for a POST body    */
 
     /* The document. */

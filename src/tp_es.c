@@ -21,6 +21,8 @@ struct tp_es {
     size_t answer_len, answer_cap;
     int answer_cut;
     long connects;
+    const volatile int *abort_flag;
+    const struct timespec *deadline;
     tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
     char curl_err[CURL_ERROR_SIZE];
 };
@@ -54,6 +56,32 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userp)
     es->answer_len += n;
     es->answer[es->answer_len] = '\0';
     return size * nmemb;
+}
+
+/* libcurl's progress callback: a non-zero return aborts the transfer. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    tp_es *es = userp;
+    struct timespec now;
+
+    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    if (es->abort_flag && *es->abort_flag)
+        return 1;
+    if (es->deadline && es->deadline->tv_sec) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > es->deadline->tv_sec ||
+            (now.tv_sec == es->deadline->tv_sec && now.tv_nsec >= es->deadline->tv_nsec))
+            return 1;
+    }
+    return 0;
+}
+
+void tp_es_set_abort(tp_es *es, const volatile int *flag, const struct timespec *deadline)
+{
+    es->abort_flag = flag;
+    es->deadline = deadline;
+    curl_easy_setopt(es->curl, CURLOPT_NOPROGRESS, (flag || deadline) ? 0L : 1L);
 }
 
 static int parse_url(tp_es *es, const char *url, char *err, size_t errlen)
@@ -141,6 +169,8 @@ tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
     curl_easy_setopt(es->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(es->curl, CURLOPT_WRITEDATA, es);
     curl_easy_setopt(es->curl, CURLOPT_ERRORBUFFER, es->curl_err);
+    curl_easy_setopt(es->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(es->curl, CURLOPT_XFERINFODATA, es);
     curl_easy_setopt(es->curl, CURLOPT_USERAGENT, "trackpixel/" PACKAGE_VERSION);
     return es;
 fail:

@@ -51,6 +51,14 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
                            const char *body, size_t len, time_t now,
                            long *status, char *err, size_t errlen);
 
+/*
+ * Give up on a request in progress (as a TP_ES_RETRY, "aborted") when *flag
+ * becomes non-zero, or when the monotonic clock passes *deadline (NULL: no
+ * deadline, or the deadline's tv_sec is 0).  Both pointers are borrowed and
+ * read during requests; NULL turns the check off.
+ */
+void tp_es_set_abort(tp_es *es, const volatile int *flag, const struct timespec *deadline);
+
 /* The last answer's body, NUL-terminated, owned by es. */
 const char *tp_es_answer(const tp_es *es, size_t *len);
 

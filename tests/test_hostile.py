@@ -72,9 +72,10 @@ def accepted(es, rid):
     with 201 by a correctly signed request."""
     doc = wait_for(lambda: next((d for d in es.docs() if d["id"] == rid), None),
                    what="document %s" % rid)
-    reqs = [r for r in es.requests() if r["path"].endswith("/_create/" + rid)]
-    eq(len(reqs), 1, "create requests for %s" % rid)
-    eq((reqs[0]["status"], reqs[0]["sig_ok"]), (201, True), "create of %s" % rid)
+    reqs = tplib.carriers(es, rid)
+    eq(len(reqs), 1, "requests that carried %s" % rid)
+    eq((reqs[0]["status"], reqs[0]["sig_ok"]),
+       (200 if reqs[0]["path"] == "/_bulk" else 201, True), "create of %s" % rid)
     return doc["source"]
 
 

@@ -205,6 +205,14 @@ CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "c
                 "resource-path"]
 
 
+def carriers(es, rid):
+    """The stand-in's logged requests that carried document rid: its own
+    _create (the worker's loop) or a _bulk holding it (the deliverer)."""
+    return [r for r in es.requests()
+            if r["path"].endswith("/" + rid) or
+            (r["path"].endswith("/_bulk") and '"_id":"%s"' % rid in r.get("body", ""))]
+
+
 def signed_standin(**opts):
     """A started Elasticsearch stand-in that requires SigV4 with AWS_KEYS
     (and their session token unless opts say otherwise)."""
