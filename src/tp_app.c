@@ -22,6 +22,10 @@
 #define BACKOFF_MAX_MS 16000        /* + a 5 s request: back within 30 s */
 #define BULK_MAX_ENTRIES 1000
 #define BULK_MAX_BYTES (4u * 1024 * 1024)
+/* Under load the deliverer lets a small backlog gather this long before it
+ * sends it: fewer, larger _bulk requests cost less CPU per document. */
+#define LINGER_MS 20
+#define LINGER_BYTES (256 * 1024)
 
 /* ---------------------------------------------------------------- time */
 
@@ -225,6 +229,7 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     }
     if (b.prefix > 0 && tp_journal_mark(j, offsets[b.prefix - 1], err, sizeof(err)) < 0)
         tp_log("journal %s: %s", tp_journal_path(j), err);
+    tp_es_trim(es);            /* a big backlog's answer need not stay */
     if (app->quit && r != TP_ES_OK) {
         /* Cut short by a stop, not the cluster's fault: no backoff, so
          * the last attempts at exit still go out. */
@@ -304,6 +309,12 @@ static void *deliverer_main(void *arg)
         int pending = tp_journal_size(app->journal) > tp_journal_done(app->journal);
 
         if (pending && !app->inflight && !known_down(app)) {
+            struct timespec ripe = add_ms(app->pending_since, LINGER_MS);
+            if (tp_journal_size(app->journal) - tp_journal_done(app->journal) < LINGER_BYTES &&
+                before(now, ripe)) {
+                pthread_cond_timedwait(&app->wake, &app->lock, &ripe);
+                continue;
+            }
             if (deliver_batch(app, es, app->journal, 1) == 0 &&
                 tp_journal_size(app->journal) > tp_journal_done(app->journal))
                 cluster_down(app);     /* unreadable: do not spin */
@@ -447,6 +458,7 @@ static void journal_hit(tp_app *app, tp_hit *hit)
                                  action, sizeof(action));
     size_t need = (size_t)alen + 1 + hit->len + 1;
     time_t now = time(NULL);
+    int was_empty;
 
     if (alen < 0)
         return;
@@ -463,6 +475,7 @@ static void journal_hit(tp_app *app, tp_hit *hit)
     app->entry[need - 1] = '\n';
 
     pthread_mutex_lock(&app->lock);
+    was_empty = tp_journal_done(app->journal) == tp_journal_size(app->journal);
     if (app->spool_others + (long long)tp_journal_size(app->journal) + (long long)need >
         app->cfg.spool_max_mb * 1024LL * 1024LL) {
         app->n.dropped++;
@@ -479,6 +492,8 @@ static void journal_hit(tp_app *app, tp_hit *hit)
                        hit->request_id, err);
     } else {
         hit->journaled = 1;
+        if (was_empty)
+            app->pending_since = mono_now();
         /* The loop posts this entry itself after the pixel (if nothing is
          * queued before it): the deliverer keeps off until then. */
         app->inflight = 1;
@@ -566,7 +581,7 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
     char err[512];
     long status = 0;
     tp_es_result r;
-    struct timespec t0;
+    struct timespec t0, budget;
 
     pthread_mutex_lock(&app->lock);
     if (others_waiting || known_down(app) || app->deliverer_busy ||
@@ -583,13 +598,25 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
     }
     pthread_mutex_unlock(&app->lock);
 
+    /* The next request may be waiting by the time the cluster answers: the
+     * loop waits at most 4 x TRACKPIXEL_SLOW_MS, then leaves the hit (it is
+     * in the journal) to the deliverer, which waits the full timeout. */
     t0 = mono_now();
+    budget = add_ms(t0, 4 * app->cfg.slow_ms);
+    tp_es_set_abort(app->es, NULL, &budget);
     r = tp_es_create(app->es, hit->request_id, hit->text, hit->len, time(NULL),
                      &status, err, sizeof(err));
+    tp_es_set_abort(app->es, NULL, NULL);
 
     pthread_mutex_lock(&app->lock);
     app->last_answer_ms = ms_since(t0);
     app->inflight = 0;
+    if (r == TP_ES_RETRY && status == 0 && !before(mono_now(), budget)) {
+        /* Slow, not down: the deliverer takes it (and the next ones). */
+        pthread_cond_signal(&app->wake);
+        pthread_mutex_unlock(&app->lock);
+        return;
+    }
     if (r == TP_ES_OK) {
         app->n.delivered++;
         cluster_up(app);

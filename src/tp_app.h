@@ -68,6 +68,7 @@ typedef struct tp_app {
     struct timespec retry_at;  /* the cluster is known down until then     */
     long backoff_ms;
     long last_answer_ms;       /* how long the cluster's last answer took */
+    struct timespec pending_since; /* when our journal last stopped being empty */
     long long spool_others;    /* spool bytes besides our journal (last scan) */
     unsigned int rng;
     tp_log_limit full_log, journal_log, deliver_log;

@@ -193,6 +193,15 @@ void tp_es_free(tp_es *es)
     free(es);
 }
 
+void tp_es_trim(tp_es *es)
+{
+    if (es->answer_cap > 64 * 1024) {
+        free(es->answer);
+        es->answer = NULL;
+        es->answer_cap = es->answer_len = 0;
+    }
+}
+
 const char *tp_es_answer(const tp_es *es, size_t *len)
 {
     if (len)

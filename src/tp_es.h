@@ -59,6 +59,10 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
  */
 void tp_es_set_abort(tp_es *es, const volatile int *flag, const struct timespec *deadline);
 
+/* Free the answer buffer if a large answer made it grow (keeps a worker's
+ * memory flat after a big backlog); the last answer is then gone. */
+void tp_es_trim(tp_es *es);
+
 /* The last answer's body, NUL-terminated, owned by es. */
 const char *tp_es_answer(const tp_es *es, size_t *len);
 

@@ -270,6 +270,14 @@ int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen)
             return -1;
         }
         j->done = j->size = 0;
+        if (j->buf_cap > 256 * 1024) {
+            /* A big backlog is gone: so is its read buffer. */
+            free(j->buf);
+            free(j->offsets);
+            j->buf = NULL;
+            j->offsets = NULL;
+            j->buf_cap = j->offsets_cap = 0;
+        }
     }
     return write_done(j, err, errlen);
 }
