@@ -176,6 +176,7 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
 
 static int serve_fastcgi(tp_app *app)
 {
+    sigset_t stops, open_mask;
     struct timespec drain_end;
     fcgi_ctx c;
     tp_io io = { &c, fcgi_read, fcgi_write };
@@ -184,11 +185,36 @@ static int serve_fastcgi(tp_app *app)
         tp_log("FCGX_InitRequest failed");
         return 1;
     }
+    /* The stop signals are blocked except while we wait for a request:
+     * ppoll() unblocks them atomically, so a SIGTERM that comes between the
+     * check of `stopping` and the wait is not missed (it is pending, and
+     * ppoll returns at once), and none interrupts a request's reads. */
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &stops, &open_mask);
     while (!stopping) {
-        int rc = FCGX_Accept_r(&c.req);
+        /* The next request comes on the listening socket, or on the
+         * connection the web server kept open (FCGI_KEEP_CONN). */
+        struct pollfd p = { c.req.ipcFd >= 0 ? c.req.ipcFd : FCGI_LISTENSOCK_FILENO,
+                            POLLIN, 0 };
+        int rc;
 
+        if (ppoll(&p, 1, NULL, &open_mask) < 0) {
+            if (errno == EINTR)
+                continue;         /* stopping, or a stray signal */
+            break;
+        }
+        if (stopping)
+            break;
+        /* Readable.  Signals may interrupt accept() (a shared socket's
+         * connection can be taken by another process meanwhile). */
+        sigprocmask(SIG_SETMASK, &open_mask, NULL);
+        rc = FCGX_Accept_r(&c.req);
+        sigprocmask(SIG_BLOCK, &stops, NULL);
         if (rc == -EINTR)
-            continue;             /* stopping, or a stray signal */
+            continue;
         if (rc < 0)
             break;
         serve_one(app, &c, &io);

@@ -564,7 +564,9 @@ static int put_string(builder *b, json_object *obj, const char *key, const char 
     if (!val)
         val = "";
     v = clean_string(val, strlen(val), from_request ? (size_t)b->cfg->max_value : 0, &cut);
-    if (!v || json_object_object_add(obj, key, v) != 0) {
+    /* key is one of context_keys: a literal, and new in ctx. */
+    if (!v || json_object_object_add_ex(obj, key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                        JSON_C_OBJECT_ADD_CONSTANT_KEY) != 0) {
         json_object_put(v);
         b->oom = 1;
         return -1;
@@ -627,10 +629,13 @@ static json_object *build_stage_vars(builder *b)
     return obj;
 }
 
-/* Add child to parent under key; child is consumed either way. */
+/* Add child to parent under key; child is consumed either way.  key is a
+ * literal that parent does not have yet: json-c neither copies it nor looks
+ * it up. */
 static int attach(builder *b, json_object *parent, const char *key, json_object *child)
 {
-    if (!child || json_object_object_add(parent, key, child) != 0) {
+    if (!child || json_object_object_add_ex(parent, key, child, JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                            JSON_C_OBJECT_ADD_CONSTANT_KEY) != 0) {
         json_object_put(child);
         b->oom = 1;
         return -1;
