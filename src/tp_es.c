@@ -20,7 +20,6 @@ struct tp_es {
     char *answer;          /* the last answer's body                       */
     size_t answer_len, answer_cap;
     int answer_cut;
-    long connects;
     const volatile int *abort_flag;
     const struct timespec *deadline;
     tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
@@ -209,11 +208,6 @@ const char *tp_es_answer(const tp_es *es, size_t *len)
     return es->answer ? es->answer : "";
 }
 
-long tp_es_connects(const tp_es *es)
-{
-    return es->connects;
-}
-
 /* Elasticsearch's reason for a failed answer: error.type and error.reason
  * (or root_cause), a plain "error" string, or AWS's "message". */
 static void answer_reason(const tp_es *es, char *out, size_t outcap)
@@ -272,7 +266,7 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
     tp_sigv4_result sig;
     char full_path[1024], reason[512];
     size_t need;
-    long code = 0, conns = 0;
+    long code = 0;
     CURLcode cc;
     int aoss = strcmp(cfg->aws_service, "aoss") == 0;
 
@@ -339,8 +333,6 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
     }
     es->curl_err[0] = '\0';
     cc = curl_easy_perform(es->curl);
-    curl_easy_getinfo(es->curl, CURLINFO_NUM_CONNECTS, &conns);
-    es->connects += conns;
     if (cc != CURLE_OK) {
         /* curl's own message names the host and the reason, never the
          * userinfo or our headers. */

@@ -66,8 +66,6 @@ void tp_es_trim(tp_es *es);
 /* The last answer's body, NUL-terminated, owned by es. */
 const char *tp_es_answer(const tp_es *es, size_t *len);
 
-/* How many connections libcurl opened so far (reuse check). */
-long tp_es_connects(const tp_es *es);
 
 
 

@@ -12,9 +12,14 @@ finish it, which cgi-fcgi cannot.
 Names and values of params may be str (UTF-8) or bytes (sent as they are).
 Only loopback addresses are used by the tests.
 """
+import os
 import socket
+import sys
 import struct
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tplib  # noqa: E402
 
 VERSION = 1
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
@@ -56,20 +61,8 @@ def stream(rtype, request_id, data):
     return bytes(out)
 
 
-def parse_response(raw):
-    """CGI response bytes -> (status, headers dict, body)."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise AssertionError("no header/body separator in %r" % raw[:200])
-    headers, status = {}, 200
-    for line in head.decode("latin-1").split("\r\n"):
-        name, _, value = line.partition(":")
-        value = value.strip()
-        if name.lower() == "status":
-            status = int(value.split()[0])
-        else:
-            headers[name] = value
-    return status, headers, body
+# One parser of CGI responses for all the tests: tplib's.
+parse_response = tplib.parse_cgi_response
 
 
 class FcgiClient:

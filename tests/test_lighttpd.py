@@ -67,21 +67,8 @@ def setup():
     return c
 
 
-def teardown(c):
-    try:
-        if c.srv.started:
-            c.srv.stop()
-    finally:
-        c.srv.kill_leftovers()
-        c.es.stop()
-        c.srv.cleanup()
-
-
-def recorded(c, headers):
-    out = dict(headers)
-    if "Host" in out:
-        out["Host"] = "127.0.0.1:%d" % c.srv.port
-    return out
+teardown = webserver.teardown
+recorded = webserver.recorded
 
 
 def one_doc(c, rid):

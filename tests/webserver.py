@@ -1176,6 +1176,28 @@ def main(argv):
             srv.kill_leftovers()
     return 0
 
+# ---------------------------------------------------------------- test helpers
+# Shared by test_apache.py and test_lighttpd.py: their context c has .srv
+# (a started Apache or Lighttpd) and .es (the stand-in).
+
+def teardown(c):
+    """Stop the server and the stand-in; nothing of ours survives."""
+    try:
+        if c.srv.started:
+            c.srv.stop()
+    finally:
+        c.srv.kill_leftovers()
+        c.es.stop()
+        c.srv.cleanup()
+
+
+def recorded(c, headers):
+    """The headers as the document records them: Host is the server's."""
+    out = dict(headers)
+    if "Host" in out:
+        out["Host"] = "127.0.0.1:%d" % c.srv.port
+    return out
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
