@@ -204,13 +204,16 @@ def test_many_hits_one_connection(c):
     eq(len(docs), n, "documents")
     eq({d["id"] for d in docs}, ids, "document ids")
     eq(sorted(int(d["source"]["params"]["querystring"]["i"]) for d in docs), list(range(n)), "i")
-    # The loop's own posts share one kept-alive connection; the deliverer
-    # (which takes a hit when the cluster was slow for a moment) its own.
+    # 40 hits over at most two kept-alive connections: the loop's own posts
+    # share one, the deliverer's _bulk requests another.  Which of them
+    # carries a hit depends on timing (the next cgi-fcgi may already be
+    # waiting when the loop decides, and then the deliverer takes the hit).
     reqs = c.es.requests()
     creates = [r for r in reqs if r["path"].startswith("/events/_create/")]
     bulks = [r for r in reqs if r["path"] == "/_bulk"]
-    assert len(creates) >= n // 2, "most hits are posted by the loop: %d" % len(creates)
-    eq(len({r["conn"] for r in creates}), 1, "connections of the loop's %d posts" % len(creates))
+    eq(len(creates) + len(bulks), len(reqs), "only creates and _bulk")
+    eq(len({r["conn"] for r in creates}), 1 if creates else 0,
+       "connections of the loop's %d posts" % len(creates))
     eq(len({r["conn"] for r in bulks}), 1 if bulks else 0, "connections of the deliverer")
 
 
