@@ -306,18 +306,27 @@ static void *deliverer_main(void *arg)
     tp_es_set_abort(es, &app->quit, NULL);
     while (!app->quit) {
         struct timespec now = mono_now(), until;
-        int pending = tp_journal_size(app->journal) > tp_journal_done(app->journal);
+        int rc, pending = tp_journal_size(app->journal) > tp_journal_done(app->journal);
 
-        if (pending && !app->inflight && !known_down(app)) {
+        if (pending && !known_down(app)) {
             struct timespec ripe = add_ms(app->pending_since, LINGER_MS);
             if (tp_journal_size(app->journal) - tp_journal_done(app->journal) < LINGER_BYTES &&
                 before(now, ripe)) {
+                app->lingering = 1;
                 pthread_cond_timedwait(&app->wake, &app->lock, &ripe);
+                app->lingering = 0;
                 continue;
             }
-            if (deliver_batch(app, es, app->journal, 1) == 0 &&
-                tp_journal_size(app->journal) > tp_journal_done(app->journal))
+        }
+        if (pending && !app->inflight && !known_down(app)) {
+            rc = deliver_batch(app, es, app->journal, 1);
+            if (rc == 0 && tp_journal_size(app->journal) > tp_journal_done(app->journal))
                 cluster_down(app);     /* unreadable: do not spin */
+            /* What arrived during the request gathers again for LINGER_MS
+             * (or LINGER_BYTES): otherwise, under load, each batch would
+             * carry only the few hits of one round trip. */
+            if (rc > 0)
+                app->pending_since = mono_now();
             continue;
         }
         if (!before(now, next_scan)) {
@@ -592,7 +601,11 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
          * a batch, while we answer the next pixel.  This hit cost one
          * append. */
         app->inflight = 0;
-        pthread_cond_signal(&app->wake);
+        /* A lingering deliverer wakes by itself when the batch is ripe:
+         * waking it for every hit costs two context switches a hit. */
+        if (!app->lingering ||
+            tp_journal_size(app->journal) - tp_journal_done(app->journal) >= LINGER_BYTES)
+            pthread_cond_signal(&app->wake);
         pthread_mutex_unlock(&app->lock);
         return;
     }

@@ -68,7 +68,10 @@ typedef struct tp_app {
     struct timespec retry_at;  /* the cluster is known down until then     */
     long backoff_ms;
     long last_answer_ms;       /* how long the cluster's last answer took */
-    struct timespec pending_since; /* when our journal last stopped being empty */
+    struct timespec pending_since; /* when our journal last stopped being
+                                    * empty, or the deliverer's last send */
+    int lingering;             /* the deliverer waits for a batch to gather:
+                                * new entries need not wake it           */
     long long spool_others;    /* spool bytes besides our journal (last scan) */
     unsigned int rng;
     tp_log_limit full_log, journal_log, deliver_log;
