@@ -78,6 +78,7 @@ static int install_signals(void)
 typedef struct fcgi_ctx {
     FCGX_Request req;
     struct timespec deadline;     /* the whole body must arrive by then */
+    int timeout_set;              /* SO_RCVTIMEO is set on req.ipcFd    */
 } fcgi_ctx;
 
 /* A body read with a total deadline: a client that sends slowly, or never,
@@ -98,6 +99,7 @@ static long fcgi_read(void *ctx, char *buf, size_t n)
     tv.tv_sec = left_ms / 1000;
     tv.tv_usec = (left_ms % 1000) * 1000;
     setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    c->timeout_set = 1;
     got = FCGX_GetStr(buf, chunk, c->req.in);
     if (got == 0 && FCGX_GetError(c->req.in) != 0)
         return -1;
@@ -144,17 +146,24 @@ static int serve_cgi(tp_app *app)
 
     tp_app_respond(app, environ, &io, &hit);
     fclose(stdout);               /* the client has its answer */
-    tp_app_deliver(app, &hit, 0);
+    tp_app_deliver(app, &hit, NULL, NULL);
     return 0;
+}
+
+/* More requests queued for us on the listening socket? */
+static int requests_waiting(void *unused)
+{
+    struct pollfd next = { FCGI_LISTENSOCK_FILENO, POLLIN, 0 };
+
+    (void)unused;
+    return poll(&next, 1, 0) == 1 && (next.revents & POLLIN);
 }
 
 /* One accepted request: answer, finish, post. */
 static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
 {
     struct timeval none = { 0, 0 };
-    struct pollfd next = { 0, POLLIN, 0 };   /* more requests queued for us? */
     tp_hit hit;
-    int waiting;
 
     clock_gettime(CLOCK_MONOTONIC, &c->deadline);
     c->deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
@@ -163,11 +172,12 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
         c->deadline.tv_sec++;
         c->deadline.tv_nsec -= 1000000000L;
     }
+    c->timeout_set = 0;
     tp_app_respond(app, c->req.envp, io, &hit);
-    setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    if (c->timeout_set)           /* a kept connection's next request */
+        setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
     FCGX_Finish_r(&c->req);       /* the browser is done before we post */
-    waiting = poll(&next, 1, 0) == 1 && (next.revents & POLLIN);
-    tp_app_deliver(app, &hit, waiting);
+    tp_app_deliver(app, &hit, requests_waiting, NULL);
 }
 
 /* At a stop, requests already queued on the socket are answered for at

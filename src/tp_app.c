@@ -522,7 +522,7 @@ int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
     clock_gettime(CLOCK_REALTIME, &in.now);
 
     if (m != TP_METHOD_OTHER) {
-        if (tp_uuid_v4(hit->request_id) < 0)
+        if (tp_uuid_v4_pooled(&app->ids, hit->request_id) < 0)
             tp_log("RAND_bytes failed: the request-id is empty");
         in.envp = envp;
         in.request_id = hit->request_id;
@@ -585,7 +585,8 @@ static void deliver_unjournaled(tp_app *app, tp_hit *hit)
     }
 }
 
-static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
+static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(void *),
+                              void *ctx)
 {
     char err[512];
     long status = 0;
@@ -593,9 +594,9 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
     struct timespec t0, budget;
 
     pthread_mutex_lock(&app->lock);
-    if (others_waiting || known_down(app) || app->deliverer_busy ||
-        app->last_answer_ms > app->cfg.slow_ms ||
-        tp_journal_done(app->journal) != hit->start) {
+    if (known_down(app) || app->deliverer_busy || app->last_answer_ms > app->cfg.slow_ms ||
+        tp_journal_done(app->journal) != hit->start ||
+        (others_waiting && others_waiting(ctx))) {
         /* Requests wait for us, the cluster is down or slow, or others are
          * queued before this one: the deliverer sends it, in order and in
          * a batch, while we answer the next pixel.  This hit cost one
@@ -649,7 +650,7 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int others_waiting)
     pthread_mutex_unlock(&app->lock);
 }
 
-void tp_app_deliver(tp_app *app, tp_hit *hit, int others_waiting)
+void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), void *ctx)
 {
     char err[512];
 
@@ -665,7 +666,7 @@ void tp_app_deliver(tp_app *app, tp_hit *hit, int others_waiting)
             app->n.delivered++;
         }
     } else if (hit->journaled) {
-        deliver_journaled(app, hit, others_waiting);
+        deliver_journaled(app, hit, others_waiting, ctx);
     } else {
         deliver_unjournaled(app, hit);
     }

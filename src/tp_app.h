@@ -54,6 +54,7 @@ typedef struct tp_app {
     tp_output *out;        /* otherwise: the embedded default */
     char *body;            /* reused body buffer, max_body + 1 bytes */
     char *entry;           /* reused journal entry buffer */
+    tp_uuid_pool ids;      /* request-ids (the loop's)   */
     size_t entry_cap;
 
     /* Durability: everything below is guarded by lock. */
@@ -102,9 +103,10 @@ void tp_app_free(tp_app *app);
  * hit is to be recorded; it is already in the journal. */
 int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit);
 
-/* Deliver hit->doc (if any) and release it.  Logs failures.  others_waiting:
- * the loop knows of requests waiting for this worker (then a journaled hit
- * is left to the deliverer). */
-void tp_app_deliver(tp_app *app, tp_hit *hit, int others_waiting);
+/* Deliver hit->doc (if any) and release it.  Logs failures.  others_waiting
+ * (NULL: none) is asked, only when the loop could post the hit itself,
+ * whether requests wait for this worker (then a journaled hit is left to the
+ * deliverer): under load the question is not asked, it costs a syscall. */
+void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), void *ctx);
 
 #endif

@@ -1,5 +1,8 @@
 #include "tp_uuid.h"
 
+#include <string.h>
+
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 void tp_uuid_format(const unsigned char in[16], char out[TP_UUID_LEN + 1])
@@ -29,5 +32,24 @@ int tp_uuid_v4(char out[TP_UUID_LEN + 1])
     if (RAND_bytes(b, sizeof(b)) != 1)
         return -1;
     tp_uuid_format(b, out);
+    return 0;
+}
+
+int tp_uuid_v4_pooled(tp_uuid_pool *pool, char out[TP_UUID_LEN + 1])
+{
+    unsigned char *b;
+
+    out[0] = '\0';
+    if (pool->left < 16) {
+        if (RAND_bytes(pool->bytes, (int)sizeof(pool->bytes)) != 1) {
+            pool->left = 0;
+            return -1;
+        }
+        pool->left = sizeof(pool->bytes);
+    }
+    b = pool->bytes + sizeof(pool->bytes) - pool->left;
+    tp_uuid_format(b, out);
+    OPENSSL_cleanse(b, 16);       /* used once */
+    pool->left -= 16;
     return 0;
 }
