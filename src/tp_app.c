@@ -491,7 +491,7 @@ static void journal_hit(tp_app *app, tp_hit *hit)
         tp_log_limited(&app->full_log, now, "spool %s is full (TRACKPIXEL_SPOOL_MAX_MB=%ld): "
                        "hit %s dropped, %lu dropped so far", app->cfg.spool_dir,
                        app->cfg.spool_max_mb, hit->request_id, app->n.dropped);
-        json_object_put(hit->doc);
+        tp_doc_free(hit->doc);
         hit->doc = NULL;
     } else if (tp_journal_append(app->journal, app->entry, need, &hit->start, &hit->end,
                                  err, sizeof(err)) < 0) {
@@ -538,7 +538,7 @@ int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
             tp_log("hit %s not recorded: %s", hit->request_id,
                    hit->doc ? "cannot serialize the document" : err);
             app->n.dropped++;
-            json_object_put(hit->doc);
+            tp_doc_free(hit->doc);
             hit->doc = NULL;
         } else if (app->journal) {
             journal_hit(app, hit);
@@ -670,6 +670,6 @@ void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), voi
     } else {
         deliver_unjournaled(app, hit);
     }
-    json_object_put(hit->doc);
+    tp_doc_free(hit->doc);
     hit->doc = NULL;
 }

@@ -19,13 +19,13 @@
 #ifndef TP_APP_H
 #define TP_APP_H
 
-#include <json-c/json.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include "tp_config.h"
+#include "tp_doc.h"
 #include "tp_es.h"
 #include "tp_log.h"
 #include "tp_output.h"
@@ -81,7 +81,7 @@ typedef struct tp_app {
 
 typedef struct tp_hit {
     char request_id[TP_UUID_LEN + 1];
-    json_object *doc;      /* owned; NULL when nothing is to be recorded */
+    tp_doc *doc;           /* owned; NULL when nothing is to be recorded */
     const char *text;      /* doc serialized (owned by doc) */
     size_t len;
     int journaled;         /* in the journal at [start, end) */

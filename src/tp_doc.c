@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "tp_header.h"
+#include "tp_json.h"
 #include "tp_query.h"
 #include "tp_utf8.h"
 
@@ -18,93 +21,115 @@ static const char *const context_keys[] = {
     "source-ip", "user", "user-agent", "user-arn", "request-id",
     "resource-id", "resource-path",
 };
+#define NCTX (sizeof(context_keys) / sizeof(context_keys[0]))
+enum { CTX_API_ID = 1, CTX_HTTP_METHOD = 9, CTX_STAGE = 10, CTX_SOURCE_IP = 11,
+       CTX_USER = 12, CTX_USER_AGENT = 13, CTX_REQUEST_ID = 15, CTX_RESOURCE_PATH = 17 };
 
+/* How json-c prints the POST body (the rest is written by tp_json, alike). */
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* "truncated" lists at most this many paths (then the labels of the cuts
+ * that make the document fit, at most 5). */
+#define TRUNC_MAX 64
+
+/* A string of the document: bytes [off, off + len) of the arena. */
+typedef struct span {
+    size_t off, len;
+} span;
+
+typedef struct pair {
+    span k, v;
+} pair;
+
+/* An object of string members in insertion order; a repeated name keeps
+ * its place and takes the last value (as json-c's object_add did). */
+typedef struct pairs {
+    pair *p;
+    size_t n, cap;
+} pairs;
+
+struct tp_doc {
+    tp_buf arena;               /* every string, repaired and cut */
+    span body;                  /* body-json as JSON text          */
+    int body_empty;             /* body-json is {}                 */
+    pairs path, query, header, stage;
+    span ctx[NCTX];
+    int64_t ms;
+    char ts[32];
+    span trunc[TRUNC_MAX + 8];
+    size_t ntrunc;
+    tp_buf out;                 /* the serialized text */
+};
 
 typedef struct builder {
     const tp_config *cfg;
-    json_object *truncated;    /* array of strings, NULL until needed */
-    int oom;
+    tp_doc *d;
 } builder;
 
-static void note_cut(builder *b, const char *what, const char *name, size_t name_len)
+static const char *at(const tp_doc *d, span s)
 {
-    json_object *s;
-    char *path = NULL;
-    size_t wlen = strlen(what);
-
-    if (!b->truncated && !(b->truncated = json_object_new_array())) {
-        b->oom = 1;
-        return;
-    }
-    /* The same path is listed once. */
-    if (json_object_array_length(b->truncated) >= 64)
-        return;
-    path = malloc(wlen + 1 + name_len + 1);
-    if (!path) {
-        b->oom = 1;
-        return;
-    }
-    memcpy(path, what, wlen);
-    if (name) {
-        path[wlen] = '.';
-        memcpy(path + wlen + 1, name, name_len);
-        path[wlen + 1 + name_len] = '\0';
-    } else {
-        path[wlen] = '\0';
-    }
-    for (size_t i = 0; i < json_object_array_length(b->truncated); i++) {
-        if (strcmp(json_object_get_string(json_object_array_get_idx(b->truncated, i)),
-                   path) == 0)
-            goto done;
-    }
-    s = json_object_new_string(path);
-    if (!s || json_object_array_add(b->truncated, s) != 0) {
-        json_object_put(s);
-        b->oom = 1;
-    }
-done:
-    free(path);
+    return d->arena.data + s.off;
 }
 
-/* A json string of s[0..len), repaired to UTF-8 and cut to max bytes (0: no
- * limit).  *cut says whether it was cut.  NULL when out of memory. */
-static json_object *clean_string(const char *s, size_t len, size_t max, int *cut)
+static int span_eq(const tp_doc *d, span a, const char *s, size_t n)
 {
-    json_object *o;
-    char *fixed;
-    size_t flen;
+    return a.len == n && memcmp(at(d, a), s, n) == 0;
+}
+
+/* Copy s[0..n) into the arena. */
+static span keep(tp_doc *d, const char *s, size_t n)
+{
+    span r = { d->arena.len, 0 };
+
+    tp_buf_put(&d->arena, s, n);
+    if (!d->arena.oom)
+        r.len = n;
+    return r;
+}
+
+/* s[0..len) repaired to UTF-8 and cut to max bytes (0: no limit) into the
+ * arena; *cut says whether it was cut. */
+static span clean_string(tp_doc *d, const char *s, size_t len, size_t max, int *cut)
+{
+    span r = { d->arena.len, 0 };
+    size_t cap, used = 0;
 
     *cut = 0;
     if ((max == 0 || len <= max) && tp_utf8_valid(s, len))
-        return json_object_new_string_len(s, (int)len);
-    fixed = tp_utf8_repair_dup(s, len, max, &flen, cut);
-    if (!fixed)
-        return NULL;
-    o = json_object_new_string_len(fixed, (int)flen);
-    free(fixed);
-    return o;
+        return keep(d, s, len);
+    cap = len > (size_t)-1 / 3 ? len : 3 * len;
+    if (max && cap > max)
+        cap = max;
+    if (tp_buf_reserve(&d->arena, cap) < 0)
+        return r;
+    r.len = tp_utf8_repair(s, len, d->arena.data + r.off, cap, &used);
+    d->arena.len += r.len;
+    d->arena.data[d->arena.len] = '\0';
+    *cut = used < len;
+    return r;
 }
 
 /*
  * A name (query parameter, header) as an object key: repaired to UTF-8 and
- * cut to max bytes like a value, and a NUL byte becomes U+FFFD too: json-c
- * keys are C strings, so "a%00b" would silently become "a" and "%00" the
- * empty name, which Elasticsearch refuses (the whole document with it).
- * Returns a malloc'd string or NULL when out of memory.
+ * cut to max bytes like a value, and a NUL byte becomes U+FFFD too: a name
+ * "a%00b" must not end at the NUL (and "%00" be the empty name, which
+ * Elasticsearch refuses, the whole document with it).
  */
-static char *clean_name(const char *name, size_t len, size_t max, size_t *klen, int *cut)
+static span clean_name(tp_doc *d, const char *name, size_t len, size_t max, int *cut)
 {
-    char *tmp = NULL, *key;
+    char *tmp;
     size_t i, nuls = 0, o = 0;
+    span r = { d->arena.len, 0 };
 
     for (i = 0; i < len; i++)
         nuls += name[i] == '\0';
     if (!nuls)
-        return tp_utf8_repair_dup(name, len, max, klen, cut);
+        return clean_string(d, name, len, max, cut);
     tmp = malloc(len + 2 * nuls);
-    if (!tmp)
-        return NULL;
+    if (!tmp) {
+        d->arena.oom = 1;
+        return r;
+    }
     for (i = 0; i < len; i++) {
         if (name[i] == '\0') {
             memcpy(tmp + o, "\xEF\xBF\xBD", 3);
@@ -113,45 +138,112 @@ static char *clean_name(const char *name, size_t len, size_t max, size_t *klen, 
             tmp[o++] = name[i];
         }
     }
-    key = tp_utf8_repair_dup(tmp, o, max, klen, cut);
+    r = clean_string(d, tmp, o, max, cut);
     free(tmp);
-    return key;
+    return r;
 }
 
-/* Add key (repaired, cut) -> string value (repaired, cut) to obj; the last
- * value of a repeated key wins.  what is the path used in "truncated". */
-static int add_pair(builder *b, json_object *obj, const char *what,
-                    const char *name, size_t name_len,
-                    const char *value, size_t value_len)
+/* Index of the member named like k, or -1. */
+static long find(const tp_doc *d, const pairs *ps, span k)
 {
-    json_object *v = NULL;
-    char *key = NULL;
-    size_t klen;
-    int kcut = 0, vcut = 0, rc = -1;
+    for (size_t i = 0; i < ps->n; i++)
+        if (span_eq(d, ps->p[i].k, at(d, k), k.len))
+            return (long)i;
+    return -1;
+}
 
-    key = clean_name(name, name_len, (size_t)b->cfg->max_value, &klen, &kcut);
-    if (!key)
-        goto fail;
-    v = clean_string(value, value_len, (size_t)b->cfg->max_value, &vcut);
-    if (!v)
-        goto fail;
-    if (json_object_object_add(obj, key, v) != 0)
-        goto fail;
-    v = NULL;
+/* "what" or "what.name" into "truncated", once, at most TRUNC_MAX. */
+static void note_cut(builder *b, const char *what, const char *name, size_t name_len)
+{
+    tp_doc *d = b->d;
+    size_t start = d->arena.len, i;
+    span s;
+
+    size_t wlen = strlen(what);
+
+    if (d->ntrunc >= TRUNC_MAX)
+        return;
+    /* name may be in the arena, which can move as it grows: room first. */
+    if (name && name >= d->arena.data && name < d->arena.data + d->arena.len) {
+        size_t off = (size_t)(name - d->arena.data);
+        if (tp_buf_reserve(&d->arena, wlen + 1 + name_len) < 0)
+            return;
+        name = d->arena.data + off;
+    }
+    tp_buf_put(&d->arena, what, wlen);
+    if (name) {
+        tp_buf_put(&d->arena, ".", 1);
+        tp_buf_put(&d->arena, name, name_len);
+    }
+    if (d->arena.oom)
+        return;
+    s.off = start;
+    s.len = d->arena.len - start;
+    for (i = 0; i < d->ntrunc; i++) {
+        if (span_eq(d, d->trunc[i], at(d, s), s.len)) {
+            d->arena.len = start;       /* listed already */
+            d->arena.data[start] = '\0';
+            return;
+        }
+    }
+    d->trunc[d->ntrunc++] = s;
+}
+
+/* ps[name] = value, both repaired and cut to max_value; what is the path
+ * used in "truncated". */
+static int add_pair(builder *b, pairs *ps, const char *what,
+                    const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    tp_doc *d = b->d;
+    int kcut = 0, vcut = 0;
+    span k = clean_name(d, name, name_len, (size_t)b->cfg->max_value, &kcut);
+    span v = clean_string(d, value, value_len, (size_t)b->cfg->max_value, &vcut);
+    long i;
+
+    if (d->arena.oom)
+        return -1;
+    i = find(d, ps, k);
+    if (i >= 0) {
+        ps->p[i].v = v;
+    } else {
+        if (ps->n == ps->cap) {
+            size_t cap = ps->cap ? 2 * ps->cap : 16;
+            pair *np = realloc(ps->p, cap * sizeof(*np));
+            if (!np) {
+                d->arena.oom = 1;
+                return -1;
+            }
+            ps->p = np;
+            ps->cap = cap;
+        }
+        ps->p[ps->n].k = k;
+        ps->p[ps->n].v = v;
+        ps->n++;
+    }
     if (kcut || vcut)
-        note_cut(b, what, key, klen);
-    rc = 0;
-fail:
-    json_object_put(v);
-    free(key);
-    if (rc < 0)
-        b->oom = 1;
-    return rc;
+        note_cut(b, what, at(d, k), k.len);
+    return d->arena.oom ? -1 : 0;
+}
+
+/* When ps holds max names: 1 if name is one of them (a repeat still wins),
+ * 0 if it is new (and cut), -1 when out of memory. */
+static int known_name(builder *b, const pairs *ps, const char *name, size_t len)
+{
+    tp_doc *d = b->d;
+    size_t mark = d->arena.len;
+    int cut;
+    span k = clean_name(d, name, len, (size_t)b->cfg->max_value, &cut);
+    int known;
+
+    if (d->arena.oom)
+        return -1;
+    known = find(d, ps, k) >= 0;
+    d->arena.len = mark;              /* the probe is not kept */
+    return known;
 }
 
 typedef struct query_ctx {
     builder *b;
-    json_object *obj;
     int full;
 } query_ctx;
 
@@ -159,48 +251,36 @@ static int query_pair(void *ctx, const char *name, size_t nlen,
                       const char *value, size_t vlen)
 {
     query_ctx *q = ctx;
-    json_object *existing;
-    char *key;
-    int known;
+    builder *b = q->b;
 
-    if ((long)json_object_object_length(q->obj) >= q->b->cfg->max_params) {
-        /* A repeat of a kept name still wins; new names are cut. */
-        key = clean_name(name, nlen, (size_t)q->b->cfg->max_value, NULL, NULL);
-        if (!key)
+    if ((long)b->d->query.n >= b->cfg->max_params) {
+        int known = known_name(b, &b->d->query, name, nlen);
+        if (known < 0)
             return -1;
-        known = json_object_object_get_ex(q->obj, key, &existing);
-        free(key);
         if (!known) {
             q->full = 1;
             return 0;
         }
     }
-    return add_pair(q->b, q->obj, "params.querystring", name, nlen, value, vlen);
+    return add_pair(b, &b->d->query, "params.querystring", name, nlen, value, vlen);
 }
 
-static json_object *build_querystring(builder *b, const char *qs)
+static int build_querystring(builder *b, const char *qs)
 {
-    query_ctx q = { b, json_object_new_object(), 0 };
+    query_ctx q = { b, 0 };
 
-    if (!q.obj)
-        return NULL;
-    if (tp_query_each(qs, query_pair, &q) < 0) {
-        json_object_put(q.obj);
-        return NULL;
-    }
+    if (tp_query_each(qs, query_pair, &q) < 0)
+        return -1;
     if (q.full)
         note_cut(b, "params.querystring", NULL, 0);
-    return q.obj;
+    return 0;
 }
 
-static json_object *build_headers(builder *b, char *const *envp)
+static int build_headers(builder *b, char *const *envp)
 {
-    json_object *obj = json_object_new_object();
     char name[512];
     int full = 0;
 
-    if (!obj)
-        return NULL;
     for (; envp && *envp; envp++) {
         const char *e = *envp, *eq = strchr(e, '=');
         long nlen;
@@ -215,47 +295,33 @@ static json_object *build_headers(builder *b, char *const *envp)
             note_cut(b, "params.header", NULL, 0);
             continue;
         }
-        if ((long)json_object_object_length(obj) >= b->cfg->max_headers) {
-            /* A repeat of a kept name still wins: look it up as stored. */
-            char *key = clean_name(name, (size_t)nlen, (size_t)b->cfg->max_value, NULL, NULL);
-            int known;
-
-            if (!key) {
-                json_object_put(obj);
-                return NULL;
-            }
-            known = json_object_object_get_ex(obj, key, NULL);
-            free(key);
+        if ((long)b->d->header.n >= b->cfg->max_headers) {
+            int known = known_name(b, &b->d->header, name, (size_t)nlen);
+            if (known < 0)
+                return -1;
             if (!known) {
                 full = 1;
                 continue;
             }
         }
-        if (add_pair(b, obj, "params.header", name, (size_t)nlen, eq + 1, strlen(eq + 1)) < 0) {
-            json_object_put(obj);
-            return NULL;
-        }
+        if (add_pair(b, &b->d->header, "params.header", name, (size_t)nlen,
+                     eq + 1, strlen(eq + 1)) < 0)
+            return -1;
     }
     if (full)
         note_cut(b, "params.header", NULL, 0);
-    return obj;
+    return 0;
 }
 
-static json_object *build_path(builder *b, const char *path_info)
+static int build_path(builder *b, const char *path_info)
 {
-    json_object *obj = json_object_new_object();
-
-    if (!obj)
-        return NULL;
     if (path_info && *path_info) {
         if (*path_info == '/')
             path_info++;
-        if (add_pair(b, obj, "params.path", "proxy", 5, path_info, strlen(path_info)) < 0) {
-            json_object_put(obj);
-            return NULL;
-        }
+        return add_pair(b, &b->d->path, "params.path", "proxy", 5, path_info,
+                        strlen(path_info));
     }
-    return obj;
+    return 0;
 }
 
 /*
@@ -496,26 +562,31 @@ static int declared_length_matches(const char *cl, size_t len)
     return n == (unsigned long long)len;
 }
 
-static json_object *build_body(builder *b, const tp_doc_input *in, const char *method)
+/* body-json: the POST body when it is a JSON object Elasticsearch takes,
+ * as json-c prints it; otherwise {}. */
+static int build_body(builder *b, const tp_doc_input *in, const char *method)
 {
+    tp_doc *d = b->d;
     json_object *parsed = NULL;
     char *fixed = NULL;
     size_t flen;
 
+    d->body = keep(d, "{}", 2);
+    d->body_empty = 1;
     if (!method || strcmp(method, "POST") != 0)
-        return json_object_new_object();
+        return d->arena.oom ? -1 : 0;
     if (!declared_length_matches(tp_env_get(in->envp, "CONTENT_LENGTH"),
                                  in->body ? in->body_len : 0)) {
         /* FastCGI 6.2: a body of another length than CONTENT_LENGTH is not
          * the request's body (the client stopped, or sent more). */
         note_cut(b, "body-json", NULL, 0);
-        return json_object_new_object();
+        return d->arena.oom ? -1 : 0;
     }
     if (!in->body || in->body_len == 0)
-        return json_object_new_object();
+        return d->arena.oom ? -1 : 0;
     if (!in->body_complete || in->body_len > (size_t)b->cfg->max_body) {
         note_cut(b, "body-json", NULL, 0);
-        return json_object_new_object();
+        return d->arena.oom ? -1 : 0;
     }
     /* Invalid UTF-8 inside strings becomes U+FFFD before parsing, so the
      * body's other fields survive. */
@@ -534,10 +605,18 @@ static json_object *build_body(builder *b, const tp_doc_input *in, const char *m
     }
     free(fixed);
     if (parsed && json_object_is_type(parsed, json_type_object) &&
-        es_acceptable(parsed, 1))
-        return parsed;
+        es_acceptable(parsed, 1) && json_object_object_length(parsed) > 0) {
+        size_t tlen = 0;
+        const char *text = json_object_to_json_string_length(parsed, JSON_FLAGS, &tlen);
+        if (text) {
+            d->body = keep(d, text, tlen);
+            d->body_empty = 0;
+        } else {
+            d->arena.oom = 1;
+        }
+    }
     json_object_put(parsed);
-    return json_object_new_object();
+    return d->arena.oom ? -1 : 0;
 }
 
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
@@ -553,256 +632,251 @@ int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
     return (n < 0 || (size_t)n >= outcap) ? -1 : 0;
 }
 
-/* obj[key] = new string; NULL val is "".  Values from the request are cut
- * to max_value; our own (request-id, configuration) are not. */
-static int put_string(builder *b, json_object *obj, const char *key, const char *val,
-                      int from_request)
+/* A context value: NULL is "".  Values from the request are cut to
+ * max_value; our own (request-id, configuration) are not. */
+static void put_context(builder *b, size_t i, const char *val, int from_request)
 {
     int cut = 0;
-    json_object *v;
 
     if (!val)
         val = "";
-    v = clean_string(val, strlen(val), from_request ? (size_t)b->cfg->max_value : 0, &cut);
-    /* key is one of context_keys: a literal, and new in ctx. */
-    if (!v || json_object_object_add_ex(obj, key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW |
-                                        JSON_C_OBJECT_ADD_CONSTANT_KEY) != 0) {
-        json_object_put(v);
-        b->oom = 1;
-        return -1;
-    }
+    b->d->ctx[i] = clean_string(b->d, val, strlen(val),
+                                from_request ? (size_t)b->cfg->max_value : 0, &cut);
     if (cut)
-        note_cut(b, "context", key, strlen(key));
-    return 0;
+        note_cut(b, "context", context_keys[i], strlen(context_keys[i]));
 }
 
-static json_object *build_context(builder *b, const tp_doc_input *in)
+static void build_context(builder *b, const tp_doc_input *in, const char *method)
 {
-    json_object *ctx = json_object_new_object();
     size_t i;
 
-    if (!ctx)
-        return NULL;
-    for (i = 0; i < sizeof(context_keys) / sizeof(context_keys[0]); i++) {
-        const char *k = context_keys[i], *v = "";
-        int from_request = 1;
-
-        if (strcmp(k, "http-method") == 0)
-            v = tp_env_get(in->envp, "REQUEST_METHOD");
-        else if (strcmp(k, "stage") == 0)
-            v = b->cfg->stage, from_request = 0;
-        else if (strcmp(k, "api-id") == 0)
-            v = b->cfg->api_id, from_request = 0;
-        else if (strcmp(k, "source-ip") == 0)
-            v = tp_env_get(in->envp, "REMOTE_ADDR");
-        else if (strcmp(k, "user") == 0)
-            v = tp_env_get(in->envp, "REMOTE_USER");
-        else if (strcmp(k, "user-agent") == 0)
-            v = tp_env_get(in->envp, "HTTP_USER_AGENT");
-        else if (strcmp(k, "request-id") == 0)
-            v = in->request_id, from_request = 0;
-        else if (strcmp(k, "resource-path") == 0)
-            v = tp_env_get(in->envp, "SCRIPT_NAME");
-        if (put_string(b, ctx, k, v, from_request) < 0) {
-            json_object_put(ctx);
-            return NULL;
+    for (i = 0; i < NCTX; i++) {
+        switch (i) {
+        case CTX_HTTP_METHOD:
+            put_context(b, i, method, 1);
+            break;
+        case CTX_STAGE:
+            put_context(b, i, b->cfg->stage, 0);
+            break;
+        case CTX_API_ID:
+            put_context(b, i, b->cfg->api_id, 0);
+            break;
+        case CTX_SOURCE_IP:
+            put_context(b, i, tp_env_get(in->envp, "REMOTE_ADDR"), 1);
+            break;
+        case CTX_USER:
+            put_context(b, i, tp_env_get(in->envp, "REMOTE_USER"), 1);
+            break;
+        case CTX_USER_AGENT:
+            put_context(b, i, tp_env_get(in->envp, "HTTP_USER_AGENT"), 1);
+            break;
+        case CTX_REQUEST_ID:
+            put_context(b, i, in->request_id, 0);
+            break;
+        case CTX_RESOURCE_PATH:
+            put_context(b, i, tp_env_get(in->envp, "SCRIPT_NAME"), 1);
+            break;
+        default:
+            put_context(b, i, "", 1);
         }
     }
-    return ctx;
 }
 
-static json_object *build_stage_vars(builder *b)
+static int build_stage_vars(builder *b)
 {
-    json_object *obj = json_object_new_object();
-    size_t i;
-
-    if (!obj)
-        return NULL;
-    for (i = 0; i < b->cfg->nstage_vars; i++) {
+    for (size_t i = 0; i < b->cfg->nstage_vars; i++) {
         const tp_stage_var *sv = &b->cfg->stage_vars[i];
-        if (add_pair(b, obj, "stage-variables", sv->name, strlen(sv->name),
-                     sv->value, strlen(sv->value)) < 0) {
-            json_object_put(obj);
-            return NULL;
-        }
-    }
-    return obj;
-}
-
-/* Add child to parent under key; child is consumed either way.  key is a
- * literal that parent does not have yet: json-c neither copies it nor looks
- * it up. */
-static int attach(builder *b, json_object *parent, const char *key, json_object *child)
-{
-    if (!child || json_object_object_add_ex(parent, key, child, JSON_C_OBJECT_ADD_KEY_IS_NEW |
-                                            JSON_C_OBJECT_ADD_CONSTANT_KEY) != 0) {
-        json_object_put(child);
-        b->oom = 1;
-        return -1;
+        if (add_pair(b, &b->d->stage, "stage-variables", sv->name, strlen(sv->name),
+                     sv->value, strlen(sv->value)) < 0)
+            return -1;
     }
     return 0;
 }
 
-json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
-                          char *err, size_t errlen)
+tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
-    builder b = { cfg, NULL, 0 };
-    json_object *doc = NULL, *params = NULL;
+    tp_doc *d = calloc(1, sizeof(*d));
+    builder b = { cfg, d };
     const char *method = tp_env_get(in->envp, "REQUEST_METHOD");
-    char ts[32];
-    int64_t ms;
 
-    doc = json_object_new_object();
-    params = json_object_new_object();
-    if (!doc || !params)
+    if (!d)
         goto fail;
-
-    if (attach(&b, doc, "body-json", build_body(&b, in, method)) < 0)
+    /* One allocation for all the strings of a usual hit. */
+    if (tp_buf_reserve(&d->arena, 2048) < 0)
         goto fail;
-    if (attach(&b, params, "path", build_path(&b, tp_env_get(in->envp, "PATH_INFO"))) < 0 ||
-        attach(&b, params, "querystring",
-               build_querystring(&b, tp_env_get(in->envp, "QUERY_STRING"))) < 0 ||
-        attach(&b, params, "header", build_headers(&b, in->envp)) < 0)
+    /* In the order "truncated" lists what was cut. */
+    if (build_body(&b, in, method) < 0 ||
+        build_path(&b, tp_env_get(in->envp, "PATH_INFO")) < 0 ||
+        build_querystring(&b, tp_env_get(in->envp, "QUERY_STRING")) < 0 ||
+        build_headers(&b, in->envp) < 0 || build_stage_vars(&b) < 0)
         goto fail;
-    if (attach(&b, doc, "params", params) < 0) {
-        params = NULL;
+    build_context(&b, in, method);
+    d->ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
+    if (tp_doc_rfc3339(in->now, d->ts, sizeof(d->ts)) < 0 || d->arena.oom)
         goto fail;
-    }
-    params = NULL;
-    if (attach(&b, doc, "stage-variables", build_stage_vars(&b)) < 0 ||
-        attach(&b, doc, "context", build_context(&b, in)) < 0)
-        goto fail;
-
-    ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
-    if (tp_doc_rfc3339(in->now, ts, sizeof(ts)) < 0)
-        goto fail;
-    if (attach(&b, doc, "date", json_object_new_int64(ms)) < 0 ||
-        attach(&b, doc, "@timestamp", json_object_new_string(ts)) < 0)
-        goto fail;
-    if (b.oom)
-        goto fail;
-    if (b.truncated) {
-        if (attach(&b, doc, "truncated", b.truncated) < 0) {
-            b.truncated = NULL;
-            goto fail;
-        }
-        b.truncated = NULL;
-    }
-    return doc;
+    return d;
 
 fail:
     snprintf(err, errlen, "out of memory building the document");
-    json_object_put(b.truncated);
-    json_object_put(params);
-    json_object_put(doc);
+    tp_doc_free(d);
     return NULL;
 }
 
+void tp_doc_free(tp_doc *d)
+{
+    if (!d)
+        return;
+    tp_buf_free(&d->arena);
+    tp_buf_free(&d->out);
+    free(d->path.p);
+    free(d->query.p);
+    free(d->header.p);
+    free(d->stage.p);
+    free(d);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void put_lit(tp_buf *o, const char *s)
+{
+    tp_buf_put(o, s, strlen(s));
+}
+
+static void write_pairs(const tp_doc *d, tp_buf *o, const pairs *ps)
+{
+    tp_buf_put(o, "{", 1);
+    for (size_t i = 0; i < ps->n; i++) {
+        if (i)
+            tp_buf_put(o, ",", 1);
+        tp_json_string(o, at(d, ps->p[i].k), ps->p[i].k.len);
+        tp_buf_put(o, ":", 1);
+        tp_json_string(o, at(d, ps->p[i].v), ps->p[i].v.len);
+    }
+    tp_buf_put(o, "}", 1);
+}
+
+static void write_doc(tp_doc *d)
+{
+    tp_buf *o = &d->out;
+    size_t i;
+
+    o->len = 0;
+    put_lit(o, "{\"body-json\":");
+    tp_buf_put(o, at(d, d->body), d->body.len);
+    put_lit(o, ",\"params\":{\"path\":");
+    write_pairs(d, o, &d->path);
+    put_lit(o, ",\"querystring\":");
+    write_pairs(d, o, &d->query);
+    put_lit(o, ",\"header\":");
+    write_pairs(d, o, &d->header);
+    put_lit(o, "},\"stage-variables\":");
+    write_pairs(d, o, &d->stage);
+    put_lit(o, ",\"context\":{");
+    for (i = 0; i < NCTX; i++) {
+        if (i)
+            tp_buf_put(o, ",", 1);
+        tp_json_string(o, context_keys[i], strlen(context_keys[i]));
+        tp_buf_put(o, ":", 1);
+        tp_json_string(o, at(d, d->ctx[i]), d->ctx[i].len);
+    }
+    put_lit(o, "},\"date\":");
+    tp_json_int64(o, d->ms);
+    put_lit(o, ",\"@timestamp\":");
+    tp_json_string(o, d->ts, strlen(d->ts));
+    if (d->ntrunc) {
+        put_lit(o, ",\"truncated\":[");
+        for (i = 0; i < d->ntrunc; i++) {
+            if (i)
+                tp_buf_put(o, ",", 1);
+            tp_json_string(o, at(d, d->trunc[i]), d->trunc[i].len);
+        }
+        tp_buf_put(o, "]", 1);
+    }
+    tp_buf_put(o, "}", 1);
+}
+
 /* The context values that come from the request (the rest are ours). */
-static const char *const context_from_request[] = {
-    "http-method", "source-ip", "user", "user-agent", "resource-path",
+static const size_t context_from_request[] = {
+    CTX_HTTP_METHOD, CTX_SOURCE_IP, CTX_USER, CTX_USER_AGENT, CTX_RESOURCE_PATH,
 };
 
 /*
- * Cut doc.<parent>.<key>: an object becomes {}; for "context", the values
- * from the request become "".  "truncated" then lists label once, and loses
- * the entries under it ("params.querystring.<name>" once the whole query
- * string is gone): they name what is no longer there, and a long list of
- * long names could otherwise keep the document too large by itself.
- * Returns 1 when something was cut, 0 when there was nothing to cut, -1 when
- * out of memory.
+ * Cut number `which` (see tp_doc_serialize): an object becomes {}; for
+ * "context", the values from the request become "".  "truncated" then lists
+ * label once, and loses the entries under it ("params.querystring.<name>"
+ * once the whole query string is gone): they name what is no longer there,
+ * and a long list of long names could otherwise keep the document too large
+ * by itself.  Returns 1 when something was cut, 0 when there was nothing to
+ * cut, -1 when out of memory.
  */
-static int cut_member(json_object *doc, const char *parent, const char *key,
-                      const char *label)
+static int cut(tp_doc *d, int which, const char *label)
 {
-    json_object *p = doc, *tr = NULL, *m = NULL, *fresh = NULL, *kept = NULL;
-    size_t i, llen = strlen(label);
-    int cut = 0;
+    size_t i, k, llen = strlen(label);
+    int done = 0;
+    pairs *ps = NULL;
 
-    if (parent && !json_object_object_get_ex(doc, parent, &p))
-        return 0;
-    if (!json_object_object_get_ex(p, key, &m))
-        return 0;
-    if (strcmp(label, "context") == 0) {
+    switch (which) {
+    case 0:
+        if (!d->body_empty) {
+            d->body = keep(d, "{}", 2);
+            d->body_empty = 1;
+            done = 1;
+        }
+        break;
+    case 1: ps = &d->query; break;
+    case 2: ps = &d->header; break;
+    case 3: ps = &d->path; break;
+    default:
         for (i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
-            json_object *v;
-            if (json_object_object_get_ex(m, context_from_request[i], &v) &&
-                json_object_get_string_len(v) > 0) {
-                fresh = json_object_new_string("");
-                if (!fresh || json_object_object_add(m, context_from_request[i], fresh) != 0)
-                    goto oom;
-                fresh = NULL;
-                cut = 1;
+            if (d->ctx[context_from_request[i]].len > 0) {
+                d->ctx[context_from_request[i]].len = 0;
+                done = 1;
             }
         }
-    } else if (!json_object_is_type(m, json_type_object) || json_object_object_length(m) > 0) {
-        fresh = json_object_new_object();
-        if (!fresh || json_object_object_add(p, key, fresh) != 0)
-            goto oom;
-        fresh = NULL;
-        cut = 1;
     }
-    if (!cut)
+    if (ps && ps->n > 0) {
+        ps->n = 0;
+        done = 1;
+    }
+    if (!done)
         return 0;
-
-    /* "truncated": drop label and the entries under it, then add label. */
-    kept = json_object_new_array();
-    if (!kept)
-        goto oom;
-    if (json_object_object_get_ex(doc, "truncated", &tr)) {
-        for (i = 0; i < json_object_array_length(tr); i++) {
-            json_object *e = json_object_array_get_idx(tr, i);
-            const char *t = json_object_get_string(e);
-            if (strcmp(t, label) == 0 || (strncmp(t, label, llen) == 0 && t[llen] == '.'))
-                continue;
-            if (json_object_array_add(kept, json_object_get(e)) != 0) {
-                json_object_put(e);
-                goto oom;
-            }
-        }
+    for (i = k = 0; i < d->ntrunc; i++) {
+        const char *t = at(d, d->trunc[i]);
+        size_t tlen = d->trunc[i].len;
+        if ((tlen == llen || (tlen > llen && t[llen] == '.')) && memcmp(t, label, llen) == 0)
+            continue;
+        d->trunc[k++] = d->trunc[i];
     }
-    fresh = json_object_new_string(label);
-    if (!fresh || json_object_array_add(kept, fresh) != 0)
-        goto oom;
-    fresh = NULL;
-    if (json_object_object_add(doc, "truncated", kept) != 0)
-        goto oom;
-    return 1;
-oom:
-    json_object_put(fresh);
-    json_object_put(kept);
-    return -1;
+    d->ntrunc = k;
+    d->trunc[d->ntrunc++] = keep(d, label, llen);
+    return d->arena.oom ? -1 : 1;
 }
 
-const char *tp_doc_serialize(const tp_config *cfg, json_object *doc, size_t *len)
+const char *tp_doc_serialize(const tp_config *cfg, tp_doc *d, size_t *len)
 {
     /* In this order until the document fits.  The context goes last, and only
      * when max_doc is small next to max_value: with the defaults everything
      * else cut leaves at most about 150 KiB (six values of 4 KiB each, every
      * byte a control character written as \u00XX) under the 256 KiB limit. */
-    static const struct { const char *parent, *key, *label; } cuts[] = {
-        { NULL, "body-json", "body-json" },
-        { "params", "querystring", "params.querystring" },
-        { "params", "header", "params.header" },
-        { "params", "path", "params.path" },
-        { NULL, "context", "context" },
+    static const char *const cuts[] = {
+        "body-json", "params.querystring", "params.header", "params.path", "context",
     };
-    const char *s;
-    size_t i = 0;
+    int i = 0;
 
     for (;;) {
-        s = json_object_to_json_string_length(doc, JSON_FLAGS, len);
-        if (!s)
+        write_doc(d);
+        if (d->out.oom || d->arena.oom)
             return NULL;
+        *len = d->out.len;
         if (*len <= (size_t)cfg->max_doc)
-            return s;
+            return d->out.data;
         /* Only our configuration's own strings (stage variables) are left
          * when every cut is made: they alone exceed max_doc. */
         for (;;) {
             int r;
-            if (i == sizeof(cuts) / sizeof(cuts[0]))
+            if (i == (int)(sizeof(cuts) / sizeof(cuts[0])))
                 return NULL;
-            r = cut_member(doc, cuts[i].parent, cuts[i].key, cuts[i].label);
+            r = cut(d, i, cuts[i]);
             i++;
             if (r < 0)
                 return NULL;

@@ -4,7 +4,8 @@
  * The shape is API Gateway's "method request passthrough" template (body-json,
  * params, stage-variables, context) plus "date" (epoch milliseconds) and
  * "@timestamp" (RFC 3339 UTC with milliseconds).  Every string in it is
- * valid UTF-8 whatever the request carried; json-c builds and serializes it.
+ * valid UTF-8 whatever the request carried.  It is written in one pass
+ * (tp_json); json-c parses and prints a POST body for body-json.
  * Limits from tp_config cut it down; what was cut is listed in a top-level
  * "truncated" array, which is present only when something was cut.
  */
@@ -13,8 +14,6 @@
 
 #include <stddef.h>
 #include <time.h>
-
-#include <json-c/json.h>
 
 #include "tp_config.h"
 
@@ -27,25 +26,31 @@ typedef struct tp_doc_input {
     struct timespec now;      /* CLOCK_REALTIME of the hit                  */
 } tp_doc_input;
 
-/*
- * Build the document.  Returns a new json-c object (reference count 1: the
- * caller releases it with json_object_put), or NULL with a message in err
- * when memory ran out.
- */
-json_object *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
-                          char *err, size_t errlen);
+/* A document being built: opaque; tp_doc_free() releases it. */
+typedef struct tp_doc tp_doc;
 
 /*
- * Serialize doc as one line of compact JSON, enforcing cfg->max_doc: when the
- * text is larger, body-json, then params.querystring, params.header,
- * params.path, and last the request's own values in context (http-method,
- * source-ip, user, user-agent, resource-path become "") are emptied and
- * listed in "truncated" (which then drops its per-name entries under what
- * was emptied) until it fits.  Returns a string owned
- * by doc (valid until doc changes or is released) and its length in *len,
- * or NULL on failure.
+ * Build the document.  Returns a new tp_doc (the caller releases it with
+ * tp_doc_free), or NULL with a message in err when memory ran out.
  */
-const char *tp_doc_serialize(const tp_config *cfg, json_object *doc, size_t *len);
+tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
+                     char *err, size_t errlen);
+
+/*
+ * Serialize doc as one line of compact JSON (what json-c prints with
+ * JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), enforcing
+ * cfg->max_doc: when the text is larger, body-json, then params.querystring,
+ * params.header, params.path, and last the request's own values in context
+ * (http-method, source-ip, user, user-agent, resource-path become "") are
+ * emptied and listed in "truncated" (which then drops its per-name entries
+ * under what was emptied) until it fits.  Returns a string owned by doc
+ * (valid until the next call or tp_doc_free) and its length in *len, or NULL
+ * on failure.
+ */
+const char *tp_doc_serialize(const tp_config *cfg, tp_doc *doc, size_t *len);
+
+/* Release doc (NULL is fine). */
+void tp_doc_free(tp_doc *doc);
 
 /* Format t as "2025-11-26T19:40:00.123Z" into out (at least 25 bytes). */
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap);

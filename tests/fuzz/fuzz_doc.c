@@ -9,7 +9,8 @@
  * Properties: tp_doc_build and tp_doc_serialize always succeed (the hit is
  * always recorded); the text is at most max_doc bytes, has no NUL, is valid
  * UTF-8 (tp_utf8_valid and an independent check) and strict JSON that json-c
- * reads back to an object of the passthrough shape; no object key anywhere is
+ * reads back to an object of the passthrough shape, and prints back to the
+ * very same text (tp_json writes what json-c would); no object key anywhere is
  * empty (Elasticsearch refuses an empty field name); the limits hold: at most
  * max_params parameters and max_headers headers, names and values at most
  * max_value bytes; "truncated", when present, is an array of strings.
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "tp_config.h"
 #include "tp_doc.h"
@@ -245,7 +248,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tp_doc_input in;
     char **envp = NULL, *copy = NULL, err[256];
     size_t nenv = 0, i, start, len = 0;
-    json_object *doc = NULL, *back = NULL, *params, *tr;
+    tp_doc *doc = NULL;
+    json_object *back = NULL, *params, *tr;
     json_tokener *tok = NULL;
     const char *text;
     int pick;
@@ -303,6 +307,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(back && json_tokener_get_error(tok) == json_tokener_success);
     CHECK(json_tokener_get_parse_end(tok) == len);
     CHECK(json_object_is_type(back, json_type_object));
+    /* The text is exactly what json-c prints for it (tp_json writes it). */
+    CHECK(strcmp(json_object_to_json_string_ext(back, JSON_C_TO_STRING_PLAIN |
+                                                JSON_C_TO_STRING_NOSLASHESCAPE), text) == 0);
     check_keys(back, 0);
 
     CHECK(json_object_is_type(member(back, "body-json"), json_type_object));
@@ -325,7 +332,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_tokener_free(tok);
     json_object_put(back);
-    json_object_put(doc);
+    tp_doc_free(doc);
     tp_config_free(&cfg);
     free(envp);
     free(copy);

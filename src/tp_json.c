@@ -1,0 +1,112 @@
+#include "tp_json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tp_buf_reserve(tp_buf *b, size_t more)
+{
+    size_t want, cap;
+    char *p;
+
+    if (b->oom)
+        return -1;
+    if (more > (size_t)-1 / 2 - b->len) {
+        b->oom = 1;
+        return -1;
+    }
+    want = b->len + more + 1;
+    if (want <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 1024;
+    while (cap < want)
+        cap *= 2;
+    p = realloc(b->data, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void tp_buf_put(tp_buf *b, const char *s, size_t n)
+{
+    if (tp_buf_reserve(b, n) < 0)
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+/* 1 for the bytes json-c escapes (with NOSLASHESCAPE). */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,   /* '\\' */
+};
+
+void tp_json_string(tp_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, run;
+    char *o;
+
+    /* At most 6 bytes out for each byte in, and the quotes. */
+    if (n > ((size_t)-1 / 2) / 6 || tp_buf_reserve(b, 6 * n + 2) < 0) {
+        b->oom = 1;
+        return;
+    }
+    o = b->data + b->len;
+    *o++ = '"';
+    while (i < n) {
+        run = i;
+        while (run < n && !needs_escape[p[run]])
+            run++;
+        memcpy(o, p + i, run - i);
+        o += run - i;
+        i = run;
+        if (i == n)
+            break;
+        *o++ = '\\';
+        switch (p[i]) {
+        case '"':  *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[p[i] >> 4];
+            *o++ = hex[p[i] & 0x0f];
+        }
+        i++;
+    }
+    *o++ = '"';
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
+}
+
+void tp_json_int64(tp_buf *b, int64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+
+    if (n > 0)
+        tp_buf_put(b, num, (size_t)n);
+}
+
+void tp_buf_free(tp_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
