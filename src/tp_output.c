@@ -9,6 +9,8 @@
 
 #include <json-c/json.h>
 
+#include "tp_json.h"
+
 struct tp_output {
     int fd;
     char *buf;        /* reused line buffer */
@@ -32,31 +34,29 @@ tp_output *tp_output_open(const char *path, char *err, size_t errlen)
     return out;
 }
 
+/* A string literal and its length. */
+#define LIT(s) s, sizeof(s) - 1
+
 long tp_output_action(const char *index, const char *type, const char *id,
                       char *buf, size_t cap)
 {
-    json_object *action = json_object_new_object(), *meta = json_object_new_object();
-    const char *s;
-    size_t len = 0;
+    tp_buf b = { 0 };
     long rc = -1;
 
-    if (!action || !meta)
-        goto fail;
-    if (json_object_object_add(meta, "_index", json_object_new_string(index)) ||
-        (type && json_object_object_add(meta, "_type", json_object_new_string(type))) ||
-        json_object_object_add(meta, "_id", json_object_new_string(id)))
-        goto fail;
-    if (json_object_object_add(action, "create", meta))
-        goto fail;
-    meta = NULL;
-    s = json_object_to_json_string_length(action, JSON_C_TO_STRING_PLAIN, &len);
-    if (!s || len + 1 > cap)
-        goto fail;
-    memcpy(buf, s, len + 1);
-    rc = (long)len;
-fail:
-    json_object_put(meta);
-    json_object_put(action);
+    tp_buf_put(&b, LIT("{\"create\":{\"_index\":"));
+    tp_json_string(&b, index, strlen(index));
+    if (type) {
+        tp_buf_put(&b, LIT(",\"_type\":"));
+        tp_json_string(&b, type, strlen(type));
+    }
+    tp_buf_put(&b, LIT(",\"_id\":"));
+    tp_json_string(&b, id, strlen(id));
+    tp_buf_put(&b, LIT("}}"));
+    if (!b.oom && b.len + 1 <= cap) {
+        memcpy(buf, b.data, b.len + 1);
+        rc = (long)b.len;
+    }
+    tp_buf_free(&b);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 
 #include "tp_check.h"
 #include "tp_json.h"
+#include "tp_output.h"
 
 #define FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
@@ -71,6 +72,23 @@ START_TEST(utf8_and_growth)
 }
 END_TEST
 
+/* The _bulk action line (tp_output, written with tp_json). */
+START_TEST(action_line)
+{
+    char buf[256];
+    const char *id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, sizeof(buf)), 75);
+    ck_assert_str_eq(buf, "{\"create\":{\"_index\":\"events\",\"_id\":"
+                          "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}");
+    ck_assert_int_eq(tp_output_action("events", "_doc", id, buf, sizeof(buf)), 90);
+    ck_assert_str_eq(buf, "{\"create\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":"
+                          "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}");
+    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, 75), -1);
+    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, 76), 75);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("json");
@@ -78,6 +96,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, every_ascii_byte);
     tcase_add_test(tc, exact_text);
     tcase_add_test(tc, utf8_and_growth);
+    tcase_add_test(tc, action_line);
     suite_add_tcase(s, tc);
     return s;
 }
