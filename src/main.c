@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,26 @@
 #include "tp_log.h"
 
 extern char **environ;
+
+/* GnuTLS is in our process only because Debian's libcurl (the OpenSSL
+ * flavour) links librtmp and libldap, which use it for protocols we never
+ * speak (CURLOPT_PROTOCOLS_STR is "http,https").  Its library constructor
+ * still runs gnutls_global_init() at load, which costs about 850 KiB of
+ * resident memory per worker (measured: GnuTLS's own pages and p11-kit's,
+ * tasn1 trees on the heap).  Defining this function is GnuTLS's documented
+ * way to skip that implicit initialization (GNUTLS_SKIP_GLOBAL_INIT in
+ * <gnutls/gnutls.h>, the same as GNUTLS_NO_IMPLICIT_INIT=1 in the
+ * environment): GnuTLS declares it weak and calls it through the PLT, and
+ * the program's definition wins.  A library that does use GnuTLS calls
+ * gnutls_global_init() itself, so nothing breaks.  The symbol must be in
+ * the program's dynamic symbol table: configure adds
+ * -Wl,--export-dynamic-symbol for it (ld also exports it by itself when it
+ * sees libgnutls among libcurl's dependencies). */
+int _gnutls_global_init_skip(void);
+int _gnutls_global_init_skip(void)
+{
+    return 1;
+}
 
 static volatile sig_atomic_t stopping;
 
@@ -274,9 +295,20 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    if (install_signals() < 0 || FCGX_Init() != 0 ||
-        curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        tp_log("cannot initialize (signals, libfcgi or libcurl)");
+    /* OpenSSL initializes each part once and the first caller's choice
+     * stands, so this must come before curl_global_init(), whose
+     * OPENSSL_init_ssl() would load libcrypto's error strings (thousands of
+     * entries in a hash table: about 400 KiB resident per worker).  No code
+     * of ours prints OpenSSL's error queue; libcurl's TLS messages stay
+     * readable, because libssl's own strings are still loaded and
+     * certificate problems come from X509_verify_cert_error_string() (a
+     * libcrypto-level failure would read "error:05800088:lib(11)::
+     * reason(136)" instead of its text: `openssl errstr 05800088` decodes
+     * it).  The configuration file (/etc/ssl/openssl.cnf) is still read. */
+    if (install_signals() < 0 ||
+        OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL) != 1 ||
+        FCGX_Init() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        tp_log("cannot initialize (signals, OpenSSL, libfcgi or libcurl)");
         return 1;
     }
     if (tp_app_init(&app, environ, err, sizeof(err)) < 0) {
