@@ -11,7 +11,9 @@
  *
  *   POST .../_bulk         200, one "create" item with status 201 for each
  *                          action line of the body (an entry is an action
- *                          line and a document line, so items = lines / 2)
+ *                          line and a document line, so items = lines / 2);
+ *                          only {"create":{"status":201}} when the request
+ *                          has a filter_path (as trackpixel's do)
  *   POST or PUT elsewhere  201 {"_index":"events","_id":...,"result":"created"}
  *   GET /_bench/stats      200, the counters as JSON (not counted)
  *   GET anything else      200 {} (trackpixel --check's GET /)
@@ -65,9 +67,14 @@ static struct {
 static const char create_body[] =
     "{\"_index\":\"events\",\"_id\":\"x\",\"_version\":1,\"result\":\"created\","
     "\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0},\"_seq_no\":0,\"_primary_term\":1}";
+/* An item as Elasticsearch 7.10 writes it, and as filter_path=errors,
+ * items.*.status,items.*.error leaves it (what trackpixel asks for). */
 static const char bulk_item[] =
-    "{\"create\":{\"_index\":\"events\",\"_id\":\"x\",\"_version\":1,\"result\":\"created\","
-    "\"status\":201}}";
+    "{\"create\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":"
+    "\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"_version\":1,\"result\":\"created\","
+    "\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":0,"
+    "\"_primary_term\":1,\"status\":201}}";
+static const char bulk_item_filtered[] = "{\"create\":{\"status\":201}}";
 
 static void on_signal(int sig)
 {
@@ -163,8 +170,10 @@ static int answer(conn *c, int status, const char *reason, const char *body, siz
     return 0;
 }
 
-static int bulk_answer(conn *c, const char *body, size_t blen)
+static int bulk_answer(conn *c, const char *body, size_t blen, int filtered)
 {
+    const char *item = filtered ? bulk_item_filtered : bulk_item;
+    size_t ilen = strlen(item);
     size_t lines = 0, items, i, need, off;
     const char *p = body, *end = body + blen;
     char *text = NULL;
@@ -179,16 +188,17 @@ static int bulk_answer(conn *c, const char *body, size_t blen)
     items = lines / 2;
     stats.bulks++;
     stats.bulk_docs += items;
-    need = 64 + items * (sizeof(bulk_item)) + 1;
+    need = 64 + items * (ilen + 1) + 1;
     text = malloc(need);
     if (!text)
         return -1;
-    off = (size_t)snprintf(text, need, "{\"took\":1,\"errors\":false,\"items\":[");
+    off = (size_t)snprintf(text, need, filtered ? "{\"errors\":false,\"items\":[" :
+                           "{\"took\":1,\"errors\":false,\"items\":[");
     for (i = 0; i < items; i++) {
         if (i)
             text[off++] = ',';
-        memcpy(text + off, bulk_item, sizeof(bulk_item) - 1);
-        off += sizeof(bulk_item) - 1;
+        memcpy(text + off, item, ilen);
+        off += ilen;
     }
     text[off++] = ']';
     text[off++] = '}';
@@ -271,7 +281,7 @@ static int serve(conn *c)
                 strncmp(val, "AWS4-HMAC-SHA256 ", 17) == 0)
                 stats.signed_requests++;
             if (strcmp(method, "POST") == 0 && strstr(target, "/_bulk")) {
-                rc = bulk_answer(c, body, (size_t)clen);
+                rc = bulk_answer(c, body, (size_t)clen, strstr(target, "filter_path=") != NULL);
             } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
                 stats.creates++;
                 rc = answer(c, 201, "Created", create_body, sizeof(create_body) - 1);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "tp_doc.h"
 #include "tp_pixel.h"
@@ -24,8 +25,16 @@
 #define BULK_MAX_BYTES (4u * 1024 * 1024)
 /* Under load the deliverer lets a small backlog gather this long before it
  * sends it: fewer, larger _bulk requests cost less CPU per document. */
+/* Elasticsearch's response filtering: each item's answer is then
+ * {"create":{"status":201}} (and "error" when it failed) instead of ~250
+ * bytes of _index, _id, _version, _shards...: a tenth to read and parse. */
+#define BULK_QUERY "filter_path=errors%2Citems.%2A.status%2Citems.%2A.error"
 #define LINGER_MS 20
 #define LINGER_BYTES (256 * 1024)
+/* The deliverer's nice value (the loop keeps the process's). */
+#ifndef DELIVERER_NICE
+#define DELIVERER_NICE 10
+#endif
 
 /* ---------------------------------------------------------------- time */
 
@@ -88,12 +97,12 @@ static int known_down(const tp_app *app)
 
 /* ------------------------------------------------------ dead letters */
 
+/* Needs no lock (the caller counts it in app->n.deadletters). */
 static void dead_letter(tp_app *app, const char *id, long status, const char *reason,
                         const char *doc, size_t doc_len)
 {
     char err[256];
 
-    app->n.deadletters++;
     if (!app->cfg.spool_dir[0] ||
         tp_spool_deadletter(app->cfg.spool_dir, app->cfg.es_index, id, status, reason,
                             doc, doc_len, err, sizeof(err)) < 0)
@@ -114,6 +123,7 @@ typedef struct bulk_ctx {
     long n;
     long prefix;               /* entries done, in order          */
     int stopped;               /* an item must be tried again     */
+    unsigned long delivered, deadletters;  /* counted in app->n after */
 } bulk_ctx;
 
 /* The _id of entry i (from its action line) into id. */
@@ -144,7 +154,7 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
         return;
     if ((status >= 200 && status < 300) || status == 409) {
         b->prefix++;
-        b->app->n.delivered++;
+        b->delivered++;
         return;
     }
     if (status == 0 || status == 429 || status >= 500 || status == 401 || status == 403 ||
@@ -167,12 +177,16 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
         snprintf(why, sizeof(why), "HTTP %ld: %s", status, reason);
         dead_letter(b->app, id, status, why, doc, dlen);
     }
+    b->deadletters++;
     b->prefix++;
 }
 
 /*
  * Send one batch of j's pending entries with _bulk and mark what is done.
- * Called with the lock held; releases it while the request is out.  own:
+ * Called with the lock held; releases it while it reads the journal, sends
+ * the request and reads the answer, so the loop's appends never wait for
+ * more than the bookkeeping (the deliverer runs at a lower priority and
+ * must not be preempted holding the lock).  own:
  * j is this worker's journal (the loop appends to it meanwhile).  Returns
  * 1 when a batch went through (maybe more is pending), 0 when nothing was
  * pending, -1 when the cluster failed (it is marked down).
@@ -187,41 +201,55 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     long status = 0, n, took;
     tp_es_result r;
     struct timespec t0;
+    off_t end = tp_journal_size(j);
 
-    n = tp_journal_pending(j, BULK_MAX_ENTRIES, BULK_MAX_BYTES, &data, &len, &offsets,
+    if (tp_journal_done(j) >= end)
+        return 0;
+    /* Only this thread reads or marks j while deliverer_busy is set (for
+     * an orphan, nobody else at all); the loop may append after end
+     * meanwhile, which touches neither the entries before end, nor data
+     * and offsets (j's read buffers). */
+    if (own)
+        app->deliverer_busy = 1;
+    pthread_mutex_unlock(&app->lock);
+    n = tp_journal_pending(j, end, BULK_MAX_ENTRIES, BULK_MAX_BYTES, &data, &len, &offsets,
                            err, sizeof(err));
     if (n <= 0) {
+        pthread_mutex_lock(&app->lock);
+        if (own)
+            app->deliverer_busy = 0;
         if (n < 0)
             tp_log_limited(&app->deliver_log, time(NULL), "journal %s: %s",
                            tp_journal_path(j), err);
+        else if (tp_journal_mark(j, end, err, sizeof(err)) < 0)   /* cut short: skip */
+            tp_log("journal %s: %s", tp_journal_path(j), err);
         return 0;
     }
     memset(&b, 0, sizeof(b));
     b.app = app;
     b.n = n;
     b.base = tp_journal_done(j);
-    /* data and offsets belong to j and only this thread reads or marks j
-     * while deliverer_busy is set; the loop may append meanwhile, which
-     * touches neither. */
     b.data = data;
     b.offsets = offsets;
-    if (own)
-        app->deliverer_busy = 1;
-    pthread_mutex_unlock(&app->lock);
 
     t0 = mono_now();
-    r = tp_es_request(es, "POST", "/_bulk", NULL, "application/x-ndjson", data, len,
+    r = tp_es_request(es, "POST", "/_bulk", BULK_QUERY, "application/x-ndjson", data, len,
                       time(NULL), &status, err, sizeof(err));
     took = ms_since(t0);
-
-    pthread_mutex_lock(&app->lock);
-    app->last_answer_ms = took;
-    if (own)
-        app->deliverer_busy = 0;
+    /* The answer is read without the lock (a big batch's takes a few ms):
+     * on_item touches only b, the batch's entries and the dead letters. */
     if (r == TP_ES_OK && tp_es_bulk_items(es, on_item, &b) < 0) {
         snprintf(err, sizeof(err), "HTTP %ld: not a _bulk answer", status);
         r = TP_ES_RETRY;
     }
+    tp_es_trim(es);            /* a big backlog's answer need not stay */
+
+    pthread_mutex_lock(&app->lock);
+    app->last_answer_ms = took;
+    app->n.delivered += b.delivered;
+    app->n.deadletters += b.deadletters;
+    if (own)
+        app->deliverer_busy = 0;
     if (r == TP_ES_REJECT) {
         /* The whole request refused (not per item): the cluster does not
          * take _bulk from us; keep everything and try later. */
@@ -229,7 +257,6 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     }
     if (b.prefix > 0 && tp_journal_mark(j, offsets[b.prefix - 1], err, sizeof(err)) < 0)
         tp_log("journal %s: %s", tp_journal_path(j), err);
-    tp_es_trim(es);            /* a big backlog's answer need not stay */
     if (app->quit && r != TP_ES_OK) {
         /* Cut short by a stop, not the cluster's fault: no backoff, so
          * the last attempts at exit still go out. */
@@ -295,6 +322,10 @@ static void *deliverer_main(void *arg)
     char err[256];
     struct timespec next_scan = mono_now();
 
+    /* Delivery is background work: when the cores are busy, the loop (the
+     * pixel) goes first.  Linux applies a thread's nice value to it alone.
+     * Failing is harmless (a sandbox may forbid it). */
+    setpriority(PRIO_PROCESS, (id_t)gettid(), DELIVERER_NICE);
     es = tp_es_new(&app->cfg, err, sizeof(err));
     pthread_mutex_lock(&app->lock);
     if (!es) {
@@ -578,6 +609,7 @@ static void deliver_unjournaled(tp_app *app, tp_hit *hit)
     if (r == TP_ES_OK) {
         app->n.delivered++;
     } else if (r == TP_ES_REJECT) {
+        app->n.deadletters++;
         dead_letter(app, hit->request_id, status, err, hit->text, hit->len);
     } else {
         app->n.dropped++;
@@ -635,6 +667,7 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(vo
         app->n.delivered++;
         cluster_up(app);
     } else if (r == TP_ES_REJECT) {
+        app->n.deadletters++;
         dead_letter(app, hit->request_id, status, err, hit->text, hit->len);
     } else {
         tp_log_limited(&app->deliver_log, time(NULL),

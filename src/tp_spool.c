@@ -282,7 +282,7 @@ int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen)
     return write_done(j, err, errlen);
 }
 
-long tp_journal_pending(tp_journal *j, size_t max_entries, size_t max_bytes,
+long tp_journal_pending(tp_journal *j, off_t end, size_t max_entries, size_t max_bytes,
                         const char **data, size_t *len, const off_t **offsets,
                         char *err, size_t errlen)
 {
@@ -291,11 +291,11 @@ long tp_journal_pending(tp_journal *j, size_t max_entries, size_t max_bytes,
 
     *data = NULL;
     *len = 0;
-    if (j->done >= j->size)
+    if (j->done >= end)
         return 0;
     if (max_entries > MAX_PENDING_ENTRIES)
         max_entries = MAX_PENDING_ENTRIES;
-    want = (size_t)(j->size - j->done);
+    want = (size_t)(end - j->done);
     if (want > max_bytes)
         want = max_bytes;
     for (;;) {
@@ -344,20 +344,13 @@ long tp_journal_pending(tp_journal *j, size_t max_entries, size_t max_bytes,
                 }
             }
         }
-        if (n > 0 || got < want || want == (size_t)(j->size - j->done))
+        if (n > 0 || got < want || want == (size_t)(end - j->done))
             break;
         /* One entry is larger than max_bytes: read more. */
-        want = want * 2 > (size_t)(j->size - j->done) ? (size_t)(j->size - j->done) : want * 2;
+        want = want * 2 > (size_t)(end - j->done) ? (size_t)(end - j->done) : want * 2;
     }
-    if (n == 0) {
-        /* An incomplete entry at the end (a write cut short by a full disk
-         * or a crash): nothing can be delivered from it.  In someone else's
-         * journal it is skipped; in ours a later append completes nothing,
-         * so it is skipped too. */
-        if (tp_journal_mark(j, j->size, err, errlen) < 0)
-            return -1;
-        return 0;
-    }
+    if (n == 0)
+        return 0;                 /* an incomplete entry: see the header */
     *data = j->buf;
     *len = pos;
     *offsets = j->offsets;

@@ -54,14 +54,18 @@ const char *tp_journal_path(const tp_journal *j);
 int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen);
 
 /*
- * The pending entries from done(): at most max_entries whole entries and
- * about max_bytes bytes (at least one entry).  *data points into a buffer
- * owned by j, valid until the next call; *offsets gets the end offset (in
- * the file) of each entry, also owned by j.  Returns the number of entries,
- * 0 when nothing is pending, -1 on error.  An incomplete entry at the end of
- * a claimed journal (a write cut short) is skipped.
+ * The pending entries from done() up to end (the journal's size when the
+ * caller last held the lock that guards appends: this only reads the file,
+ * so it may run without that lock while appends go on after end): at most
+ * max_entries whole entries and about max_bytes bytes (at least one entry).
+ * *data points into a buffer owned by j, valid until the next call or
+ * tp_journal_mark(); *offsets gets the end offset (in the file) of each
+ * entry, also owned by j.  Returns the number of entries, -1 on error, 0
+ * when [done, end) holds no whole entry: nothing pending, or an incomplete
+ * entry at the end (a write cut short by a full disk or a crash), which
+ * nothing can deliver: the caller skips it with tp_journal_mark(j, end).
  */
-long tp_journal_pending(tp_journal *j, size_t max_entries, size_t max_bytes,
+long tp_journal_pending(tp_journal *j, off_t end, size_t max_entries, size_t max_bytes,
                         const char **data, size_t *len, const off_t **offsets,
                         char *err, size_t errlen);
 

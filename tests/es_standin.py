@@ -43,6 +43,8 @@ Control API (never signed, never recorded, never faulted):
         retry_after: int  with status: send Retry-After
         close: bool       close the connection without any answer
         fail_items: int   in _bulk, answer the first N items 429 es_rejected_execution_exception
+        reject_items: int in _bulk, answer the first N items 400 mapper_parsing_exception
+                          (as a mapping conflict is: that document is refused for good)
         count: int        apply the mode to the next N non-control requests only
                           (absent: until changed)
 
@@ -54,6 +56,7 @@ import base64
 import binascii
 import datetime
 import email.utils
+import fnmatch
 import hashlib
 import hmac
 import http
@@ -1001,6 +1004,7 @@ def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
             "%d: %s;" % (k, p) for k, p in enumerate(problems, 1)))
 
     fail_items = int(mode.get("fail_items") or 0)
+    reject_items = int(mode.get("reject_items") or 0)
     items = []
     typed_any = False
     with cluster.lock:
@@ -1010,6 +1014,10 @@ def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
             try:
                 if n < fail_items:
                     raise rejected_execution(len(body))
+                if n < reject_items:
+                    raise EsError(400, "mapper_parsing_exception",
+                                  "failed to parse field [date] of type [date] in document "
+                                  "with id '%s'" % id_)
                 validate_index_name(index)
                 if action in ("create", "index"):
                     status, result = cluster.write(index, type_, id_, source, action, "bulk")
@@ -1071,6 +1079,47 @@ def _decode_segment(seg):
     return urllib.parse.unquote(seg, errors="strict")
 
 
+_MISSING = object()
+
+
+def apply_filter_path(body, spec):
+    """Elasticsearch's response filtering (the filter_path parameter, on
+    every JSON answer): comma-separated dotted paths whose parts may hold
+    '*' wildcards and may be '**' (any number of levels); arrays are looked
+    through; objects and arrays left empty are dropped; nothing left is {}."""
+    pats = [p.split(".") for p in spec.split(",") if p]
+
+    def walk(value, pats):
+        if any(not p for p in pats):
+            return value                       # a whole path matched here
+        if isinstance(value, list):
+            out = [r for r in (walk(v, pats) for v in value) if r is not _MISSING]
+            return out if out else _MISSING
+        if not isinstance(value, dict):
+            return _MISSING
+        out = {}
+        for key, v in value.items():
+            sub = []
+            for p in pats:
+                if p[0] == "**":
+                    sub.append(p)              # ** stays for the levels below
+                    sub.append(p[1:])          # ... or matches none
+                    if len(p) > 1 and fnmatch.fnmatchcase(key, p[1]):
+                        sub.append(p[2:])
+                elif fnmatch.fnmatchcase(key, p[0]):
+                    sub.append(p[1:])
+            if sub:
+                r = walk(v, sub)
+                if r is not _MISSING:
+                    out[key] = r
+        return out if out else _MISSING
+
+    if not pats:
+        return body
+    result = walk(body, pats)
+    return {} if result is _MISSING else result
+
+
 def _parse_query(raw_query):
     params = {}
     for pair in raw_query.split("&") if raw_query else []:
@@ -1083,6 +1132,7 @@ def _parse_query(raw_query):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "es-standin"
+    _pretty = False
     disable_nagle_algorithm = True
 
     # -- plumbing
@@ -1262,8 +1312,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             if mode.get("fail_items"):
                 entry["fault"].append("fail_items")
+            if mode.get("reject_items"):
+                entry["fault"].append("reject_items")
             try:
                 reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+                if params.get("filter_path") and isinstance(reply.body, (dict, list)):
+                    # Elasticsearch's own answers only (not the signature
+                    # layer's, which is AWS's front end).
+                    reply = reply._replace(body=apply_filter_path(reply.body,
+                                                                  params["filter_path"]))
             except Exception as e:       # a stand-in bug: say so rather than hang up
                 traceback.print_exc()
                 reply = Reply(500, EsError(500, "exception", "stand-in bug: %r" % e).body(), [])
@@ -1301,6 +1358,7 @@ def validate_mode(mode):
     if not isinstance(mode, dict):
         raise ValueError("the mode is a JSON object")
     ints = {"delay_ms": (0, 600000), "status": (200, 599), "fail_items": (0, 1 << 30),
+            "reject_items": (0, 1 << 30),
             "count": (1, 1 << 30), "retry_after": (0, 86400)}
     out = {}
     for key, value in mode.items():

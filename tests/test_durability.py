@@ -113,6 +113,31 @@ def test_bulk_items_failing_are_retried():
         eq(w.stop(), 0, "exit status")
 
 
+def test_bulk_item_rejected_goes_to_dead_letters():
+    """One item of a _bulk refused for good (a mapping conflict): its dead
+    letter carries Elasticsearch's reason, read from the filtered answer
+    (filter_path keeps each item's status and error); the others are in."""
+    with standin() as es, tplib.Worker(env_for(es.url)) as w:
+        es.mode(status=503)                     # the hits wait in the journal
+        ids = hits(w, 5)
+        seen = len(es.requests())
+        es.mode(reject_items=2, count=1)        # then one _bulk for all 5
+        exactly(es, ids[2:])
+        dl = os.path.join(w.spool, "deadletter.ndjson")
+        lines = wait_for(lambda: os.path.exists(dl) and len(open(dl).read().splitlines()) == 2
+                         and open(dl).read().splitlines(), what="2 dead letters")
+        got = [json.loads(line) for line in lines]
+        eq([(d["status"], d["_id"], d["reason"]) for d in got],
+           [(400, i, "HTTP 400: mapper_parsing_exception: failed to parse field [date] of type "
+                     "[date] in document with id '%s'" % i) for i in ids[:2]], "dead letters")
+        eq([d["document"]["context"]["request-id"] for d in got], ids[:2], "their documents")
+        bulks = [r for r in es.requests()[seen:] if r["path"] == "/_bulk"]
+        eq(len(bulks), 1, "one _bulk")
+        eq((bulks[0]["status"], bulks[0]["query"]),
+           (200, "filter_path=errors%2Citems.%2A.status%2Citems.%2A.error"), "filtered answer asked")
+        eq(w.stop(), 0, "exit status")
+
+
 def test_timeouts_and_closed_connections_no_duplicates():
     with standin() as es, tplib.Worker(env_for(es.url)) as w:
         # The stand-in stores the document after its delay, but the worker

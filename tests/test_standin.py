@@ -423,6 +423,33 @@ def test_bulk_mixed_items(es):
     eq((r.status, r.json()["errors"]), (200, False), "all good, application/json")
 
 
+def test_bulk_filter_path(es):
+    """Response filtering as trackpixel asks for it: each item keeps its
+    status, and its error when it failed; "errors" stays; the rest goes."""
+    es.reset()
+    es.mode(reject_items=1, count=1)
+    body = (b'{"create":{"_index":"events","_id":"f1"}}\n{"n":1}\n'
+            b'{"create":{"_index":"events","_id":"f2"}}\n{"n":2}\n')
+    r = put(es, "/_bulk?filter_path=errors%2Citems.%2A.status%2Citems.%2A.error", body, NDJSON,
+            method="POST")
+    eq(r.status, 200, "status")
+    eq(r.json(), {"errors": True, "items": [
+        {"create": {"status": 400, "error": {
+            "type": "mapper_parsing_exception",
+            "reason": "failed to parse field [date] of type [date] in document with id 'f1'"}}},
+        {"create": {"status": 201}}]}, "filtered answer")
+    eq([d["id"] for d in es.docs()], ["f2"], "stored")
+    # Wildcards, '**', and nothing matched.
+    r = put(es, "/_bulk?filter_path=%2A%2A.status", body, NDJSON, method="POST")
+    eq(r.json(), {"items": [{"create": {"status": 201}}, {"create": {"status": 409}}]}, "**")
+    r = put(es, "/_bulk?filter_path=nothing", body, NDJSON, method="POST")
+    eq(r.json(), {}, "nothing left")
+    eq(es.request("GET", "/?filter_path=version.number", None, {}, sign=True).json(),
+       {"version": {"number": "7.10.2"}}, "any answer of Elasticsearch's")
+    r = es.request("POST", "/_bulk?filter_path=errors", body, NDJSON, sign=False)
+    eq((r.status, sorted(r.json())), (403, ["message"]), "not the signature layer's")
+
+
 def test_bulk_request_errors(es):
     es.reset()
     cases = [
