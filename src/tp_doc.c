@@ -619,17 +619,38 @@ static int build_body(builder *b, const tp_doc_input *in, const char *method)
     return d->arena.oom ? -1 : 0;
 }
 
+/* n as width digits, zero-padded. */
+static char *digits(char *o, long n, int width)
+{
+    for (int k = width - 1; k >= 0; k--, n /= 10)
+        o[k] = (char)('0' + n % 10);
+    return o + width;
+}
+
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
 {
     struct tm tm;
-    int n;
+    char *o = out;
 
-    if (!gmtime_r(&t.tv_sec, &tm))
+    /* Years 0-9999 only: the format has four digits. */
+    if (outcap < 25 || !gmtime_r(&t.tv_sec, &tm) || tm.tm_year < -1900 || tm.tm_year > 8099)
         return -1;
-    n = snprintf(out, outcap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, t.tv_nsec / 1000000L);
-    return (n < 0 || (size_t)n >= outcap) ? -1 : 0;
+    o = digits(o, tm.tm_year + 1900L, 4);
+    *o++ = '-';
+    o = digits(o, tm.tm_mon + 1, 2);
+    *o++ = '-';
+    o = digits(o, tm.tm_mday, 2);
+    *o++ = 'T';
+    o = digits(o, tm.tm_hour, 2);
+    *o++ = ':';
+    o = digits(o, tm.tm_min, 2);
+    *o++ = ':';
+    o = digits(o, tm.tm_sec, 2);
+    *o++ = '.';
+    o = digits(o, t.tv_nsec / 1000000L, 3);
+    *o++ = 'Z';
+    *o = '\0';
+    return 0;
 }
 
 /* A context value: NULL is "".  Values from the request are cut to

@@ -52,7 +52,8 @@ const char *tp_doc_serialize(const tp_config *cfg, tp_doc *doc, size_t *len);
 /* Release doc (NULL is fine). */
 void tp_doc_free(tp_doc *doc);
 
-/* Format t as "2025-11-26T19:40:00.123Z" into out (at least 25 bytes). */
+/* Format t as "2025-11-26T19:40:00.123Z" into out (at least 25 bytes).
+ * -1 when out is smaller, or the year is not within 0 to 9999. */
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap);
 
 #endif

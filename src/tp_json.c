@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tp_buf_reserve(tp_buf *b, size_t more)
+int tp_buf_grow(tp_buf *b, size_t more)
 {
     size_t want, cap;
     char *p;
@@ -29,15 +29,6 @@ int tp_buf_reserve(tp_buf *b, size_t more)
     b->data = p;
     b->cap = cap;
     return 0;
-}
-
-void tp_buf_put(tp_buf *b, const char *s, size_t n)
-{
-    if (tp_buf_reserve(b, n) < 0)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
 }
 
 /* 1 for the bytes json-c escapes (with NOSLASHESCAPE). */

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct tp_buf {
     char *data;             /* NUL-terminated when len > 0 or after a put */
@@ -24,10 +25,23 @@ typedef struct tp_buf {
 } tp_buf;                   /* all zero: empty */
 
 /* Room for more bytes plus a NUL; 0, or -1 (and oom) when out of memory. */
-int tp_buf_reserve(tp_buf *b, size_t more);
+int tp_buf_grow(tp_buf *b, size_t more);
+static inline int tp_buf_reserve(tp_buf *b, size_t more)
+{
+    if (!b->oom && more < b->cap - b->len)     /* room for more + NUL */
+        return 0;
+    return tp_buf_grow(b, more);
+}
 
 /* Append n raw bytes. */
-void tp_buf_put(tp_buf *b, const char *s, size_t n);
+static inline void tp_buf_put(tp_buf *b, const char *s, size_t n)
+{
+    if (tp_buf_reserve(b, n) < 0)
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 
 /* Append s[0..n) as a quoted JSON string: " \ and control characters
  * escaped (\b \f \n \r \t, others \u00xx), '/' and everything else as is. */

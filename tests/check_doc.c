@@ -385,6 +385,17 @@ START_TEST(rfc3339)
     ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
     ck_assert_str_eq(out, "1970-01-01T00:00:00.999Z");
     ck_assert_int_eq(tp_doc_rfc3339(t, out, 10), -1);
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, 24), -1);
+    t.tv_sec = 253402300799;              /* the last second of 9999 */
+    t.tv_nsec = 7000000;
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, 25), 0);
+    ck_assert_str_eq(out, "9999-12-31T23:59:59.007Z");
+    t.tv_sec++;
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), -1);
+    t.tv_sec = 1764186045;
+    t.tv_nsec = 10000000;
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "2025-11-26T19:40:45.010Z");
 }
 END_TEST
 
