@@ -917,7 +917,7 @@ def parse_callgrind(path):
 PHASES = [
     ("request intake", [(1, "FCGX_Accept_r")],
      "libfcgi reads the request and its CGI variables"),
-    ("request-id", [(1, "tp_uuid_v4")], "RAND_bytes + formatting"),
+    ("request-id", [(1, "tp_uuid_v4_pooled")], "RAND_bytes (one call per 32 hits) + formatting"),
     ("document", [(1, "tp_doc_build"), (1, "tp_doc_serialize")], "CGI variables to JSON text"),
     ("journal append", [(1, "tp_output_action"), (1, "tp_journal_append")],
      "the _bulk action line + one write()"),
@@ -947,7 +947,7 @@ def phases_of(cost):
         rows.append((name, formula, v, what))
         used += v
     rows.append(("other", "total - the rows above", cost["TOTAL"] - used,
-                 "the accept loop, json_object_put, the deliverer thread's loop, locks, ..."))
+                 "the accept loop, tp_doc_free, the deliverer thread's loop, locks, ..."))
     return rows
 
 
@@ -1223,6 +1223,77 @@ def verdict(ok):
     return "**met**" if ok else "**not met**"
 
 
+# The first full run of make bench (before the work of issue 6 on CPU and
+# memory): its BENCHMARKS.md, read from git, is what "before" means below.
+BASELINE = "a7f9601"
+
+
+def baseline():
+    """Figures of BASELINE's BENCHMARKS.md, or None (no git, e.g. a tarball)."""
+    text = cmd_out(["git", "-C", SRCDIR, "show", BASELINE + ":BENCHMARKS.md"])
+    if "instructions per hit" not in text:
+        return None
+    b = {"phases": {}, "commits": []}
+    m = re.search(r"\*\*(\d+) instructions per hit\*\*", text)
+    b["total"] = int(m.group(1)) if m else None
+    for m in re.finditer(r"^\| ([a-z -]+) \| `[^`]*` \| (-?\d+) \|", text, re.M):
+        b["phases"][m.group(1)] = int(m.group(2))
+    m = re.search(r"^\| 4 \| [\d ()]+\| (\d+) \((\d+)\) \|", text, re.M)
+    b["cpu4"] = (int(m.group(1)), int(m.group(2))) if m else None
+    m = re.search(r"median (\d+\.\d+)", text)
+    b["ratio"] = float(m.group(1)) if m else None
+    m = re.search(r"^\| one worker's RSS <= 8 MiB \| (\d+\.\d+) MiB", text, re.M)
+    b["rss"] = float(m.group(1)) if m else None
+    log_ = cmd_out(["git", "-C", SRCDIR, "log", "--reverse", "--format=%h %s",
+                    BASELINE + "..HEAD", "--", "src", "bench/es_fast.c"])
+    b["commits"] = [line for line in log_.splitlines() if re.match(r"^[0-9a-f]{7,} ", line)]
+    return b
+
+
+def before_after(add, base, results, prof, mem):
+    """The section comparing this run with BASELINE's report."""
+    rows = []
+    if prof and base.get("total"):
+        c = prof["cost"]
+        rows.append(("instructions per hit (callgrind), all", "%d" % base["total"],
+                     "%.0f" % c["TOTAL"]))
+        for name, _, v, _ in prof["phases"]:
+            if name in base["phases"]:
+                rows.append(("- " + name, "%d" % base["phases"][name], "%.0f" % v))
+    if 4 in results and base.get("cpu4") and results[4].get("cpu"):
+        cpu, n = results[4]["cpu"].get("FastCGI processes"), results[4]["requests"]
+        if cpu and n:
+            rows.append(("row 4: CPU of the trackpixel processes per hit, us (system part)",
+                         "%d (%d)" % base["cpu4"], "%.0f (%.0f)"
+                         % (sum(cpu) / n * 1e6, cpu[1] / n * 1e6)))
+    r = ratios_43(results)
+    if r and base.get("ratio"):
+        rows.append(("4/3 (median of the pairs)", "%.2f" % base["ratio"], "%.2f" % median(r)))
+    if mem and base.get("rss"):
+        rss_max = max(p[2]["VmRSS"] for p in mem["steady"])
+        rows.append(("one worker's largest RSS, MiB", "%.2f" % base["rss"],
+                     "%.2f" % (rss_max / 1024)))
+    if not rows:
+        return
+    add("## Before and after")
+    add("")
+    add("This run against the first full run of `make bench` (commit %s, before the changes "
+        "below), whose figures are read from that commit's BENCHMARKS.md." % BASELINE)
+    add("")
+    add("| | %s | this run |" % BASELINE)
+    add("|---|---:|---:|")
+    for what, a, b in rows:
+        add("| %s | %s | %s |" % (what, a, b))
+    add("")
+    if base["commits"]:
+        add("The changes to the program since (`git log %s..HEAD -- src bench/es_fast.c`):"
+            % BASELINE)
+        add("")
+        for line in base["commits"]:
+            add("- " + line)
+        add("")
+
+
 def report(opts, m, results, prof, mem, started, elapsed):
     L = []
     add = L.append
@@ -1404,6 +1475,9 @@ def report(opts, m, results, prof, mem, started, elapsed):
         for n in notes:
             add("- " + n)
         add("")
+    base = baseline()
+    if base:
+        before_after(add, base, results, prof, mem)
     if prof:
         c = prof["cost"]
         add("## Instructions per hit")
