@@ -39,13 +39,17 @@ typedef struct span {
 
 typedef struct pair {
     span k, v;
+    uint32_t h;                 /* hash of k */
 } pair;
 
 /* An object of string members in insertion order; a repeated name keeps
- * its place and takes the last value (as json-c's object_add did). */
+ * its place and takes the last value (as json-c's object_add did).  Names
+ * are found through an open-addressing index (a query string can repeat a
+ * name thousands of times). */
 typedef struct pairs {
     pair *p;
     size_t n, cap;
+    uint32_t *slot;             /* 1 + index into p, 0: free; 2 * cap of them */
 } pairs;
 
 struct tp_doc {
@@ -143,12 +147,66 @@ static span clean_name(tp_doc *d, const char *name, size_t len, size_t max, int 
     return r;
 }
 
+/* FNV-1a. */
+static uint32_t hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The slot of the member named like k (hash h), or of the free slot where
+ * it would go. */
+static size_t slot_of(const tp_doc *d, const pairs *ps, span k, uint32_t h)
+{
+    size_t mask = 2 * ps->cap - 1, i = h & mask;
+
+    while (ps->slot[i]) {
+        const pair *p = &ps->p[ps->slot[i] - 1];
+        if (p->h == h && span_eq(d, p->k, at(d, k), k.len))
+            break;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
 /* Index of the member named like k, or -1. */
 static long find(const tp_doc *d, const pairs *ps, span k)
 {
+    size_t i;
+
+    if (!ps->n)
+        return -1;
+    i = slot_of(d, ps, k, hash(at(d, k), k.len));
+    return ps->slot[i] ? (long)ps->slot[i] - 1 : -1;
+}
+
+/* Room for one more member: the array and its index doubled. */
+static int grow(tp_doc *d, pairs *ps)
+{
+    size_t cap = ps->cap ? 2 * ps->cap : 16;
+    pair *np;
+    uint32_t *ns;
+
+    if (cap > UINT32_MAX / 4)
+        goto oom;
+    np = realloc(ps->p, cap * sizeof(*np));
+    if (!np)
+        goto oom;
+    ps->p = np;
+    ns = calloc(2 * cap, sizeof(*ns));
+    if (!ns)
+        goto oom;
+    free(ps->slot);
+    ps->slot = ns;
+    ps->cap = cap;
     for (size_t i = 0; i < ps->n; i++)
-        if (span_eq(d, ps->p[i].k, at(d, k), k.len))
-            return (long)i;
+        ps->slot[slot_of(d, ps, ps->p[i].k, ps->p[i].h)] = (uint32_t)(i + 1);
+    return 0;
+oom:
+    d->arena.oom = 1;
     return -1;
 }
 
@@ -198,27 +256,22 @@ static int add_pair(builder *b, pairs *ps, const char *what,
     int kcut = 0, vcut = 0;
     span k = clean_name(d, name, name_len, (size_t)b->cfg->max_value, &kcut);
     span v = clean_string(d, value, value_len, (size_t)b->cfg->max_value, &vcut);
-    long i;
+    uint32_t h;
+    size_t s;
 
     if (d->arena.oom)
         return -1;
-    i = find(d, ps, k);
-    if (i >= 0) {
-        ps->p[i].v = v;
+    h = hash(at(d, k), k.len);
+    if (ps->n == ps->cap && grow(d, ps) < 0)
+        return -1;
+    s = slot_of(d, ps, k, h);
+    if (ps->slot[s]) {
+        ps->p[ps->slot[s] - 1].v = v;
     } else {
-        if (ps->n == ps->cap) {
-            size_t cap = ps->cap ? 2 * ps->cap : 16;
-            pair *np = realloc(ps->p, cap * sizeof(*np));
-            if (!np) {
-                d->arena.oom = 1;
-                return -1;
-            }
-            ps->p = np;
-            ps->cap = cap;
-        }
         ps->p[ps->n].k = k;
         ps->p[ps->n].v = v;
-        ps->n++;
+        ps->p[ps->n].h = h;
+        ps->slot[s] = (uint32_t)++ps->n;
     }
     if (kcut || vcut)
         note_cut(b, what, at(d, k), k.len);
@@ -753,6 +806,10 @@ void tp_doc_free(tp_doc *d)
     free(d->query.p);
     free(d->header.p);
     free(d->stage.p);
+    free(d->path.slot);
+    free(d->query.slot);
+    free(d->header.slot);
+    free(d->stage.slot);
     free(d);
 }
 
@@ -857,6 +914,7 @@ static int cut(tp_doc *d, int which, const char *label)
     }
     if (ps && ps->n > 0) {
         ps->n = 0;
+        memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
         done = 1;
     }
     if (!done)

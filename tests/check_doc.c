@@ -399,6 +399,46 @@ START_TEST(rfc3339)
 }
 END_TEST
 
+/* 50 names (the index grows from 16 to 32 to 64 and 128 slots), each given
+ * three times: first-seen order, last value, one member each. */
+START_TEST(many_repeated_names)
+{
+    static char qs[4096], want[4096];
+    const char *cgi[] = { qs, "REQUEST_METHOD=GET", NULL };
+    char *env[] = { NULL };
+    tp_config cfg;
+    tp_doc_input in;
+    tp_doc *doc;
+    char err[256];
+    const char *got, *q;
+    size_t len, o = 0, w = 0;
+
+    o += (size_t)snprintf(qs + o, sizeof(qs) - o, "QUERY_STRING=");
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 50; i++)
+            o += (size_t)snprintf(qs + o, sizeof(qs) - o, "%sn%02d=%d", o > 13 ? "&" : "", i,
+                                  round);
+    w += (size_t)snprintf(want + w, sizeof(want) - w, "\"querystring\":{");
+    for (int i = 0; i < 50; i++)
+        w += (size_t)snprintf(want + w, sizeof(want) - w, "%s\"n%02d\":\"2\"", i ? "," : "", i);
+    snprintf(want + w, sizeof(want) - w, "}");
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)cgi;
+    in.request_id = ID;
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(doc);
+    got = tp_doc_serialize(&cfg, doc, &len);
+    ck_assert_ptr_nonnull(got);
+    q = strstr(got, "\"querystring\":");
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(strncmp(q, want, strlen(want)), 0);
+    ck_assert_ptr_null(strstr(got, "truncated"));
+    tp_doc_free(doc);
+    tp_config_free(&cfg);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("doc");
@@ -408,6 +448,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, document_size_context_last);
     tcase_add_test(tc, document_size_truncated_list_collapses);
     tcase_add_test(tc, rfc3339);
+    tcase_add_test(tc, many_repeated_names);
     suite_add_tcase(s, tc);
     return s;
 }
