@@ -324,6 +324,29 @@ def test_cluster_down_pixel_still_served(c):
         eq(w.stop(), 0, "exit status")
 
 
+def test_deliverer_runs_below_the_loop(c):
+    """Two threads: the loop at the process's nice value, the delivery
+    thread at nice 10 (when the cores are busy, the pixel goes first)."""
+    with tplib.Worker(worker_env(c.es)) as w:
+        status, _, _ = cgi_fcgi(w.port, pixel_env())
+        eq(status, 200, "status")
+        pid = w.proc.pid
+
+        def nices():
+            out = {}
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[int(tid)] = int(fields[16])       # field 19: nice
+            return out
+
+        got = wait_for(lambda: len(nices()) == 2 and nices(), what="two threads")
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        eq(got[pid], base, "the loop's nice value")
+        eq([n for t, n in got.items() if t != pid], [min(base + 10, 19)], "the deliverer's")
+        eq(w.stop(), 0, "exit status")
+
+
 def test_sigterm_exits_cleanly(c):
     with tplib.Worker(worker_env(c.es)) as w:
         status, _, _ = cgi_fcgi(w.port, pixel_env())
