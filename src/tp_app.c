@@ -183,13 +183,13 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
 
 /*
  * Send one batch of j's pending entries with _bulk and mark what is done.
+ * own: j is this worker's journal (the loop appends to it meanwhile).
  * Called with the lock held; releases it while it reads the journal, sends
  * the request and reads the answer, so the loop's appends never wait for
  * more than the bookkeeping (the deliverer runs at a lower priority and
- * must not be preempted holding the lock).  own:
- * j is this worker's journal (the loop appends to it meanwhile).  Returns
- * 1 when a batch went through (maybe more is pending), 0 when nothing was
- * pending, -1 when the cluster failed (it is marked down).
+ * must not be preempted holding the lock).  Returns 1 when a batch went
+ * through (maybe more is pending), 0 when nothing was pending, -1 when the
+ * cluster failed (it is marked down).
  */
 static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
 {
