@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,9 +401,21 @@ int tp_spool_deadletter(const char *dir, const char *index, const char *id,
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    d = json_tokener_parse(doc ? doc : "{}");
+    /* doc is doc_len bytes, not a C string: in a journal's read buffer the
+     * next entry follows it (or the end of the buffer). */
+    if (doc && doc_len > 0 && doc_len <= INT_MAX) {
+        json_tokener *tok = json_tokener_new();
+        if (tok) {
+            d = json_tokener_parse_ex(tok, doc, (int)doc_len);
+            if (json_tokener_get_error(tok) != json_tokener_success) {
+                json_object_put(d);
+                d = NULL;
+            }
+            json_tokener_free(tok);
+        }
+    }
     if (!d)
-        d = json_object_new_string_len(doc ? doc : "", (int)doc_len);
+        d = json_object_new_string_len(doc ? doc : "", doc ? (int)doc_len : 0);
     json_object_object_add(o, "time", json_object_new_string(ts));
     json_object_object_add(o, "status", json_object_new_int64(status));
     json_object_object_add(o, "reason", json_object_new_string(reason ? reason : ""));

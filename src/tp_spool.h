@@ -77,8 +77,9 @@ void tp_journal_close(tp_journal *j);
  * document line without its newline.  Returns 0 or -1 when malformed. */
 int tp_spool_entry_doc(const char *data, size_t len, const char **doc, size_t *doc_len);
 
-/* Append a dead letter for doc to dir/deadletter.ndjson.  status 0 = no
- * answer.  One write(), so lines never interleave. */
+/* Append a dead letter for doc (doc_len bytes, not NUL-terminated: JSON
+ * is kept as JSON, anything else as a string) to dir/deadletter.ndjson.
+ * status 0 = no answer.  One write(), so lines never interleave. */
 int tp_spool_deadletter(const char *dir, const char *index, const char *id,
                         long status, const char *reason, const char *doc, size_t doc_len,
                         char *err, size_t errlen);

@@ -196,6 +196,35 @@ START_TEST(dead_letter_line_and_stats)
 }
 END_TEST
 
+/* The document is doc_len bytes of a larger buffer (a journal's, where the
+ * next entry follows): only those are read.  (They were read as a C string:
+ * past the end of the buffer for its last entry, which ASan caught.) */
+START_TEST(dead_letter_doc_is_bounded)
+{
+    char err[256], path[512], line[1024];
+    char *exact = malloc(7);               /* {"a":1} without a NUL */
+    FILE *f;
+
+    make_dir();
+    ck_assert_ptr_nonnull(exact);
+    memcpy(exact, "{\"a\":1}", 7);
+    ck_assert_int_eq(tp_spool_deadletter(dir, "events", "id-1", 400, "r", exact, 7,
+                                         err, sizeof(err)), 0);
+    /* The first 5 bytes are not JSON: kept as a string, not parsed on. */
+    ck_assert_int_eq(tp_spool_deadletter(dir, "events", "id-2", 400, "r", exact, 5,
+                                         err, sizeof(err)), 0);
+    free(exact);
+    snprintf(path, sizeof(path), "%s/" TP_SPOOL_DEADLETTER, dir);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_ptr_nonnull(strstr(line, "\"_id\":\"id-1\",\"document\":{\"a\":1}}\n"));
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_ptr_nonnull(strstr(line, "\"_id\":\"id-2\",\"document\":\"{\\\"a\\\":\"}\n"));
+    fclose(f);
+}
+END_TEST
+
 START_TEST(entry_doc)
 {
     const char *doc;
@@ -224,6 +253,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, orphan_claimed_only_when_its_worker_is_gone);
     tcase_add_test(tc, incomplete_entry_is_skipped_in_an_orphan);
     tcase_add_test(tc, dead_letter_line_and_stats);
+    tcase_add_test(tc, dead_letter_doc_is_bounded);
     tcase_add_test(tc, entry_doc);
     tcase_add_test(tc, create_fails_clearly);
     suite_add_tcase(s, tc);
