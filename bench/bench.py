@@ -993,7 +993,11 @@ def memory(opts, stopper, work):
             log("RSS after %d hits: %d KiB" % (done, points[-1][2]["VmRSS"]))
         secs = time.monotonic() - t0
         libs = rss_by_mapping(w.proc.pid)[:8]
-        if opts.outage_hits:
+        if os.environ.get("TP_BENCH_DEBUG"):
+            log("mappings: %r" % (libs,))
+        # Two outages: the first is also the delivery thread's first real
+        # work (its stack and malloc arena); the second shows any growth.
+        for k in range(2 if opts.outage_hits else 0):
             port = es.port
             settle(es.docs, quiet=0.5)
             es.stop()
@@ -1003,9 +1007,12 @@ def memory(opts, stopper, work):
             tplib.wait_for(lambda: es.docs() >= opts.outage_hits, 60,
                            "the backlog delivered after the outage")
             settle(es.docs, quiet=0.5)
-            points.append((done, "the last %d while the cluster was down, then delivered"
-                           % opts.outage_hits, w.rss_kib()))
-            log("RSS after the outage: %d KiB" % points[-1][2]["VmRSS"])
+            points.append((done, "the last %d while the cluster was down, then delivered%s"
+                           % (opts.outage_hits, ": a second outage" if k else ""),
+                           w.rss_kib()))
+            log("RSS after outage %d: %d KiB" % (k + 1, points[-1][2]["VmRSS"]))
+            if os.environ.get("TP_BENCH_DEBUG"):
+                log("mappings: %r" % (rss_by_mapping(w.proc.pid)[:8],))
         rc = w.stop()
         docs = settle(es.docs)
     finally:
@@ -1266,7 +1273,7 @@ def before_after(add, base, results, prof, mem):
             rows.append(("row 4: CPU of the trackpixel processes per hit, us (system part)",
                          "%d (%d)" % base["cpu4"], "%.0f (%.0f)"
                          % (sum(cpu) / n * 1e6, cpu[1] / n * 1e6)))
-    r = ratios_43(results)
+    r = ratios_43(results) if 3 in results and 4 in results else None
     if r and base.get("ratio"):
         rows.append(("4/3 (median of the pairs)", "%.2f" % base["ratio"], "%.2f" % median(r)))
     if mem and base.get("rss"):
@@ -1455,11 +1462,13 @@ def report(opts, m, results, prof, mem, started, elapsed):
                         % (first[0], last[0]),
                         "%+d KiB" % growth, growth <= 256))
         outage = [p for p in mem["points"] if p[1]]
-        if outage:
-            grown = outage[-1][2]["VmRSS"] - last[2]["VmRSS"]
-            targets.append(("(not a target of the issue) RSS back to its level once a "
-                            "%d-hit backlog is delivered" % opts.outage_hits,
-                            "%+d KiB" % grown, grown <= 256))
+        if len(outage) >= 2:
+            first_out = outage[0][2]["VmRSS"] - last[2]["VmRSS"]
+            grown = outage[-1][2]["VmRSS"] - outage[0][2]["VmRSS"]
+            targets.append(("(not a target of the issue) RSS flat from one delivered "
+                            "%d-hit backlog to the next" % opts.outage_hits,
+                            "%+d KiB (the first backlog: %+d KiB, the delivery thread's first "
+                            "real work)" % (grown, first_out), grown <= 256))
     if targets:
         add("## Targets")
         add("")

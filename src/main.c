@@ -10,6 +10,7 @@
 #include <fastcgi.h>
 #include <fcgiapp.h>
 #include <openssl/crypto.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -305,6 +306,11 @@ int main(int argc, char **argv)
      * libcrypto-level failure would read "error:05800088:lib(11)::
      * reason(136)" instead of its text: `openssl errstr 05800088` decodes
      * it).  The configuration file (/etc/ssl/openssl.cnf) is still read. */
+    /* Big buffers (a backlog's _bulk batches, up to 4 MiB) are mmap'ed and
+     * so given back when freed.  By default glibc raises this threshold to
+     * the largest block freed, after which such blocks come from the
+     * delivery thread's arena, whose top it does not give back. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     if (install_signals() < 0 ||
         OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL) != 1 ||
         FCGX_Init() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

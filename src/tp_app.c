@@ -2,6 +2,7 @@
 #include "tp_app.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,6 +258,11 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     }
     if (b.prefix > 0 && tp_journal_mark(j, offsets[b.prefix - 1], err, sizeof(err)) < 0)
         tp_log("journal %s: %s", tp_journal_path(j), err);
+    if (len > LINGER_BYTES && tp_journal_done(j) == tp_journal_size(j)) {
+        /* A backlog is delivered: glibc keeps the pages of what it took
+         * (the batches' buffers) in the thread's arena; give them back. */
+        malloc_trim(0);
+    }
     if (app->quit && r != TP_ES_OK) {
         /* Cut short by a stop, not the cluster's fault: no backoff, so
          * the last attempts at exit still go out. */
