@@ -1467,8 +1467,8 @@ def report(opts, m, results, prof, mem, started, elapsed):
             grown = outage[-1][2]["VmRSS"] - outage[0][2]["VmRSS"]
             targets.append(("(not a target of the issue) RSS flat from one delivered "
                             "%d-hit backlog to the next" % opts.outage_hits,
-                            "%+d KiB (the first backlog: %+d KiB, the delivery thread's first "
-                            "real work)" % (grown, first_out), grown <= 256))
+                            "%+d KiB (the first backlog: %+d KiB, which the next one reuses)"
+                            % (grown, first_out), grown <= 256))
     if targets:
         add("## Targets")
         add("")
