@@ -640,10 +640,13 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(vo
          * a batch, while we answer the next pixel.  This hit cost one
          * append. */
         app->inflight = 0;
-        /* A lingering deliverer wakes by itself when the batch is ripe:
-         * waking it for every hit costs two context switches a hit. */
-        if (!app->lingering ||
-            tp_journal_size(app->journal) - tp_journal_done(app->journal) >= LINGER_BYTES)
+        /* Waking the deliverer costs two context switches: only when it
+         * waits for nothing else.  It wakes by itself when a lingering
+         * batch is ripe or when the cluster is to be tried again, and looks
+         * at the journal again when its request is done. */
+        if (!known_down(app) && !app->deliverer_busy &&
+            (!app->lingering ||
+             tp_journal_size(app->journal) - tp_journal_done(app->journal) >= LINGER_BYTES))
             pthread_cond_signal(&app->wake);
         pthread_mutex_unlock(&app->lock);
         return;
