@@ -1,6 +1,7 @@
 #include "tp_doc.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +66,48 @@ struct tp_doc {
     tp_buf out;                 /* the serialized text */
 };
 
+/* The CGI variables the document reads, found in one pass over envp. */
+typedef struct cgi_vars {
+    const char *method, *path_info, *query, *content_length, *remote_addr,
+               *remote_user, *user_agent, *script_name;
+} cgi_vars;
+
 typedef struct builder {
     const tp_config *cfg;
     tp_doc *d;
+    cgi_vars v;
 } builder;
+
+/* As tp_env_get for each of them (the first NAME= wins), in one pass. */
+static void read_cgi_vars(char *const *envp, cgi_vars *v)
+{
+    static const struct {
+        const char *name;           /* with its '=' */
+        size_t off;
+    } want[] = {
+        { "REQUEST_METHOD=", offsetof(cgi_vars, method) },
+        { "PATH_INFO=", offsetof(cgi_vars, path_info) },
+        { "QUERY_STRING=", offsetof(cgi_vars, query) },
+        { "CONTENT_LENGTH=", offsetof(cgi_vars, content_length) },
+        { "REMOTE_ADDR=", offsetof(cgi_vars, remote_addr) },
+        { "REMOTE_USER=", offsetof(cgi_vars, remote_user) },
+        { "HTTP_USER_AGENT=", offsetof(cgi_vars, user_agent) },
+        { "SCRIPT_NAME=", offsetof(cgi_vars, script_name) },
+    };
+
+    memset(v, 0, sizeof(*v));
+    for (; envp && *envp; envp++) {
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+            size_t len = strlen(want[i].name);
+            const char **slot = (const char **)(void *)((char *)v + want[i].off);
+            if ((*envp)[0] == want[i].name[0] && strncmp(*envp, want[i].name, len) == 0) {
+                if (!*slot)
+                    *slot = *envp + len;
+                break;
+            }
+        }
+    }
+}
 
 static const char *at(const tp_doc *d, span s)
 {
@@ -628,7 +667,7 @@ static int build_body(builder *b, const tp_doc_input *in, const char *method)
     d->body_empty = 1;
     if (!method || strcmp(method, "POST") != 0)
         return d->arena.oom ? -1 : 0;
-    if (!declared_length_matches(tp_env_get(in->envp, "CONTENT_LENGTH"),
+    if (!declared_length_matches(b->v.content_length,
                                  in->body ? in->body_len : 0)) {
         /* FastCGI 6.2: a body of another length than CONTENT_LENGTH is not
          * the request's body (the client stopped, or sent more). */
@@ -736,19 +775,19 @@ static void build_context(builder *b, const tp_doc_input *in, const char *method
             put_context(b, i, b->cfg->api_id, 0);
             break;
         case CTX_SOURCE_IP:
-            put_context(b, i, tp_env_get(in->envp, "REMOTE_ADDR"), 1);
+            put_context(b, i, b->v.remote_addr, 1);
             break;
         case CTX_USER:
-            put_context(b, i, tp_env_get(in->envp, "REMOTE_USER"), 1);
+            put_context(b, i, b->v.remote_user, 1);
             break;
         case CTX_USER_AGENT:
-            put_context(b, i, tp_env_get(in->envp, "HTTP_USER_AGENT"), 1);
+            put_context(b, i, b->v.user_agent, 1);
             break;
         case CTX_REQUEST_ID:
             put_context(b, i, in->request_id, 0);
             break;
         case CTX_RESOURCE_PATH:
-            put_context(b, i, tp_env_get(in->envp, "SCRIPT_NAME"), 1);
+            put_context(b, i, b->v.script_name, 1);
             break;
         default:
             put_context(b, i, "", 1);
@@ -770,9 +809,11 @@ static int build_stage_vars(builder *b)
 tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
     tp_doc *d = calloc(1, sizeof(*d));
-    builder b = { cfg, d };
-    const char *method = tp_env_get(in->envp, "REQUEST_METHOD");
+    builder b = { cfg, d, { NULL } };
+    const char *method;
 
+    read_cgi_vars(in->envp, &b.v);
+    method = b.v.method;
     if (!d)
         goto fail;
     /* One allocation for all the strings of a usual hit. */
@@ -780,8 +821,7 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, si
         goto fail;
     /* In the order "truncated" lists what was cut. */
     if (build_body(&b, in, method) < 0 ||
-        build_path(&b, tp_env_get(in->envp, "PATH_INFO")) < 0 ||
-        build_querystring(&b, tp_env_get(in->envp, "QUERY_STRING")) < 0 ||
+        build_path(&b, b.v.path_info) < 0 || build_querystring(&b, b.v.query) < 0 ||
         build_headers(&b, in->envp) < 0 || build_stage_vars(&b) < 0)
         goto fail;
     build_context(&b, in, method);
