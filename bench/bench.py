@@ -401,6 +401,15 @@ def descendants(root):
     return out
 
 
+def machine_ticks():
+    """(busy, steal) clock ticks of all cores so far, from /proc/stat: busy
+    is user + nice + system + irq + softirq + steal."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal, steal
+
+
 def cpu_ticks(pid):
     """(user, system) clock ticks of pid, all its threads; None when gone."""
     try:
@@ -430,6 +439,7 @@ class CpuMeter:
                 if t:
                     self.first[pid] = (label, t)
         self.children0 = os.times()
+        self.machine0 = machine_ticks()
 
     def stop(self):
         used = {label: [0, 0] for label in self.groups}
@@ -447,7 +457,15 @@ class CpuMeter:
         # wrk is our child: its CPU shows in our children's times once waited for.
         used["wrk"] = [(t1.children_user - self.children0.children_user) * TICK,
                        (t1.children_system - self.children0.children_system) * TICK]
-        return {k: (u / TICK, s / TICK) for k, (u, s) in used.items()}
+        out = {k: (u / TICK, s / TICK) for k, (u, s) in used.items()}
+        busy, steal = machine_ticks()
+        # Everything the machine's cores did besides our groups (other
+        # processes, interrupts, and a hypervisor's steal): a busy
+        # neighbour shows here.
+        ours = sum(u + s for u, s in out.values())
+        out["machine"] = ((busy - self.machine0[0]) / TICK, (steal - self.machine0[1]) / TICK,
+                          ours)
+        return out
 
 
 class Wrk:
@@ -1170,6 +1188,17 @@ def reading_notes(opts, results):
     """What the numbers of this run say, in words (only what they show)."""
     out = []
     r = results
+    stolen = []
+    for n in sorted(r):
+        mach = r[n].get("cpu", {}).get("machine")
+        secs = r[n].get("duration_us", 0) / 1e6
+        if mach and secs and mach[1] / secs >= 0.1:
+            stolen.append("%d (%.2f cores)" % (n, mach[1] / secs))
+    if stolen:
+        out.append("The hypervisor gave part of this machine's cores to other machines "
+                   "(steal) during row%s %s: those rows measured less than this machine can "
+                   "do, and the targets that compare them are not a clean measurement."
+                   % ("s" if len(stolen) > 1 else "", ", ".join(stolen)))
     if 3 in r and 4 in r:
         cpu3, cpu4 = r[3].get("cpu", {}), r[4].get("cpu", {})
         g = "FastCGI processes"
@@ -1377,8 +1406,8 @@ def report(opts, m, results, prof, mem, started, elapsed):
             % (m["cores"], m["cores"] * 1e6))
         add("")
         groups = ["web server", "FastCGI processes", "stand-in", "wrk"]
-        add("| # | " + " | ".join(groups) + " | all | cores busy |")
-        add("|---|" + "---:|" * (len(groups) + 2))
+        add("| # | " + " | ".join(groups) + " | all | cores busy | others |")
+        add("|---|" + "---:|" * (len(groups) + 3))
         for n in sorted(results):
             r = results[n]
             if "cpu" not in r or not r["requests"]:
@@ -1392,9 +1421,21 @@ def report(opts, m, results, prof, mem, started, elapsed):
                 total += u + sy
                 cells.append("%.0f (%.0f)" % ((u + sy) / r["requests"] * 1e6,
                                                sy / r["requests"] * 1e6))
-            add("| %d | %s | %.0f | %.2f of %d |" % (n, " | ".join(cells),
-                                                   total / r["requests"] * 1e6,
-                                                   total / (r["duration_us"] / 1e6), m["cores"]))
+            mach = r["cpu"].get("machine")
+            others = ""
+            if mach:
+                secs = r["duration_us"] / 1e6
+                others = "%.2f cores%s" % (max(0.0, mach[0] - mach[2]) / secs,
+                                           " (steal %.2f)" % (mach[1] / secs) if mach[1] else "")
+            add("| %d | %s | %.0f | %.2f of %d | %s |" % (n, " | ".join(cells),
+                                                        total / r["requests"] * 1e6,
+                                                        total / (r["duration_us"] / 1e6),
+                                                        m["cores"], others))
+        add("")
+        add("others: what the machine's cores did during the run besides the processes "
+            "above, in cores (from /proc/stat: other processes, interrupts, and time a "
+            "hypervisor gave to other machines, \"steal\"). A row with much of it ran "
+            "on a machine that was not its own.")
         add("")
         replaced = [str(n) for n in sorted(results)
                     if "cpu" in results[n] and results[n].get("workers", (0, 0, 0))[2]]
