@@ -612,9 +612,11 @@ def run_trackpixel_row(n, opts, stopper, work, wrk, results, server="lighttpd",
         warm_first = 0
         if server == "apache":
             warm_first = spawn_apache(opts, wrk, srv, path, "%d-%s" % (n, name))
+        # Rows 6 and 9 too: the warm-up takes the workers' start and their
+        # first posts (each worker's first hit waits up to 4 x
+        # TRACKPIXEL_SLOW_MS for a slow cluster before it leaves posting to
+        # its deliverer), as it takes the start of rows 3 to 5.
         warmup = None
-        if delay_ms:
-            warmup = 0                 # the workers are as warm as they get after one hit
         if cluster_down:
             # Connections to the cluster are open; then it goes away.
             wrk.run(srv.url(path), max(opts.warmup, 1), "%d-%s-warmup" % (n, name))
@@ -1177,7 +1179,7 @@ def note(n, r):
                         "every request signed" if r["es_signed"] == r["es_requests"] else
                         "%d of %d requests signed" % (r["es_signed"], r["es_requests"])))
     if "docs_during" in r:
-        parts.append("%d documents delivered during the run" % r["docs_during"])
+        parts.append("%d documents delivered during the warm-up and the run" % r["docs_during"])
     if "spool_bytes" in r:
         parts.append("%.1f MB waiting in %d spool files afterwards"
                      % (r["spool_bytes"] / 1e6, r["spool_files"]))
@@ -1357,7 +1359,10 @@ def report(opts, m, results, prof, mem, started, elapsed):
     add("")
     add("- Load: `wrk -t%d -c%d -d%ds --timeout 10s --latency` on 127.0.0.1, the same for "
         "every row, after a %d s warm-up run on the same server that is not counted "
-        "(rows 6, 7 and 9: no warm-up beyond their set-up). Client, servers and stand-in share "
+        "(row 7: its warm-up runs while the stand-in is up, which is then stopped). In rows 6 "
+        "and 9 the warm-up also takes each worker's first hit, which waits up to 4 x "
+        "TRACKPIXEL_SLOW_MS (200 ms) for the slow cluster before the worker leaves posting to "
+        "its delivery thread. Client, servers and stand-in share "
         "the machine's %d cores." % (opts.threads, opts.conns, opts.duration, opts.warmup,
                                       m["cores"]))
     add("- The request, for every row: `GET /pixel?%s` with the headers a browser sends "
