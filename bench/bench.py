@@ -1013,8 +1013,6 @@ def memory(opts, stopper, work):
             log("RSS after %d hits: %d KiB" % (done, points[-1][2]["VmRSS"]))
         secs = time.monotonic() - t0
         libs = rss_by_mapping(w.proc.pid)[:8]
-        if os.environ.get("TP_BENCH_DEBUG"):
-            log("mappings: %r" % (libs,))
         # Two outages: the first is also the delivery thread's first real
         # work (its stack and malloc arena); the second shows any growth.
         for k in range(2 if opts.outage_hits else 0):
@@ -1031,8 +1029,7 @@ def memory(opts, stopper, work):
                            % (opts.outage_hits, ": a second outage" if k else ""),
                            w.rss_kib()))
             log("RSS after outage %d: %d KiB" % (k + 1, points[-1][2]["VmRSS"]))
-            if os.environ.get("TP_BENCH_DEBUG"):
-                log("mappings: %r" % (rss_by_mapping(w.proc.pid)[:8],))
+
         rc = w.stop()
         docs = settle(es.docs)
     finally:

@@ -9,8 +9,8 @@
 #include <errno.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
-#include <openssl/crypto.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -168,16 +168,15 @@ static int serve_cgi(tp_app *app)
 
     tp_app_respond(app, environ, &io, &hit);
     fclose(stdout);               /* the client has its answer */
-    tp_app_deliver(app, &hit, NULL, NULL);
+    tp_app_deliver(app, &hit, NULL);
     return 0;
 }
 
 /* More requests queued for us on the listening socket? */
-static int requests_waiting(void *unused)
+static int requests_waiting(void)
 {
     struct pollfd next = { FCGI_LISTENSOCK_FILENO, POLLIN, 0 };
 
-    (void)unused;
     return poll(&next, 1, 0) == 1 && (next.revents & POLLIN);
 }
 
@@ -199,7 +198,7 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
     if (c->timeout_set)           /* a kept connection's next request */
         setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
     FCGX_Finish_r(&c->req);       /* the browser is done before we post */
-    tp_app_deliver(app, &hit, requests_waiting, NULL);
+    tp_app_deliver(app, &hit, requests_waiting);
 }
 
 /* At a stop, requests already queued on the socket are answered for at
@@ -296,21 +295,21 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    /* OpenSSL initializes each part once and the first caller's choice
-     * stands, so this must come before curl_global_init(), whose
-     * OPENSSL_init_ssl() would load libcrypto's error strings (thousands of
-     * entries in a hash table: about 400 KiB resident per worker).  No code
-     * of ours prints OpenSSL's error queue; libcurl's TLS messages stay
-     * readable, because libssl's own strings are still loaded and
-     * certificate problems come from X509_verify_cert_error_string() (a
-     * libcrypto-level failure would read "error:05800088:lib(11)::
-     * reason(136)" instead of its text: `openssl errstr 05800088` decodes
-     * it).  The configuration file (/etc/ssl/openssl.cnf) is still read. */
     /* Big buffers (a backlog's _bulk batches, up to 4 MiB) are mmap'ed and
      * so given back when freed.  By default glibc raises this threshold to
      * the largest block freed, after which such blocks come from the
      * delivery thread's arena, whose top it does not give back. */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* OpenSSL initializes each part once and the first caller's choice
+     * stands, so OPENSSL_init_crypto must come before curl_global_init(),
+     * whose OPENSSL_init_ssl() would load libcrypto's error strings
+     * (thousands of entries in a hash table: about 400 KiB resident per
+     * worker).  No code of ours prints OpenSSL's error queue; libcurl's TLS
+     * messages stay readable, because libssl's own strings are still loaded
+     * and certificate problems come from X509_verify_cert_error_string() (a
+     * libcrypto-level failure would read "error:05800088:lib(11)::
+     * reason(136)" instead of its text: `openssl errstr 05800088` decodes
+     * it).  The configuration file (/etc/ssl/openssl.cnf) is still read. */
     if (install_signals() < 0 ||
         OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL) != 1 ||
         FCGX_Init() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "tp_doc.h"
 #include "tp_pixel.h"
@@ -24,18 +24,17 @@
 #define BACKOFF_MAX_MS 16000        /* + a 5 s request: back within 30 s */
 #define BULK_MAX_ENTRIES 1000
 #define BULK_MAX_BYTES (4u * 1024 * 1024)
-/* Under load the deliverer lets a small backlog gather this long before it
- * sends it: fewer, larger _bulk requests cost less CPU per document. */
 /* Elasticsearch's response filtering: each item's answer is then
  * {"create":{"status":201}} (and "error" when it failed) instead of ~250
  * bytes of _index, _id, _version, _shards...: a tenth to read and parse. */
 #define BULK_QUERY "filter_path=errors%2Citems.%2A.status%2Citems.%2A.error"
+/* Under load the deliverer lets a small backlog gather this long (or this
+ * big) before it sends it: fewer, larger _bulk requests cost less CPU per
+ * document. */
 #define LINGER_MS 20
 #define LINGER_BYTES (256 * 1024)
 /* The deliverer's nice value (the loop keeps the process's). */
-#ifndef DELIVERER_NICE
 #define DELIVERER_NICE 10
-#endif
 
 /* ---------------------------------------------------------------- time */
 
@@ -94,6 +93,12 @@ static long ms_since(struct timespec t0)
 static int known_down(const tp_app *app)
 {
     return app->retry_at.tv_sec && before(mono_now(), app->retry_at);
+}
+
+/* Bytes of our journal not delivered yet.  Called with the lock held. */
+static off_t pending_bytes(const tp_app *app)
+{
+    return tp_journal_size(app->journal) - tp_journal_done(app->journal);
 }
 
 /* ------------------------------------------------------ dead letters */
@@ -343,12 +348,11 @@ static void *deliverer_main(void *arg)
     tp_es_set_abort(es, &app->quit, NULL);
     while (!app->quit) {
         struct timespec now = mono_now(), until;
-        int rc, pending = tp_journal_size(app->journal) > tp_journal_done(app->journal);
+        int rc, pending = pending_bytes(app) > 0;
 
         if (pending && !known_down(app)) {
             struct timespec ripe = add_ms(app->pending_since, LINGER_MS);
-            if (tp_journal_size(app->journal) - tp_journal_done(app->journal) < LINGER_BYTES &&
-                before(now, ripe)) {
+            if (pending_bytes(app) < LINGER_BYTES && before(now, ripe)) {
                 app->lingering = 1;
                 pthread_cond_timedwait(&app->wake, &app->lock, &ripe);
                 app->lingering = 0;
@@ -357,7 +361,7 @@ static void *deliverer_main(void *arg)
         }
         if (pending && !app->inflight && !known_down(app)) {
             rc = deliver_batch(app, es, app->journal, 1);
-            if (rc == 0 && tp_journal_size(app->journal) > tp_journal_done(app->journal))
+            if (rc == 0 && pending_bytes(app) > 0)
                 cluster_down(app);     /* unreadable: do not spin */
             /* What arrived during the request gathers again for LINGER_MS
              * (or LINGER_BYTES): otherwise, under load, each batch would
@@ -623,18 +627,19 @@ static void deliver_unjournaled(tp_app *app, tp_hit *hit)
     }
 }
 
-static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(void *),
-                              void *ctx)
+static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(void))
 {
     char err[512];
     long status = 0;
     tp_es_result r;
     struct timespec t0, budget;
+    int down;
 
     pthread_mutex_lock(&app->lock);
-    if (known_down(app) || app->deliverer_busy || app->last_answer_ms > app->cfg.slow_ms ||
+    down = known_down(app);
+    if (down || app->deliverer_busy || app->last_answer_ms > app->cfg.slow_ms ||
         tp_journal_done(app->journal) != hit->start ||
-        (others_waiting && others_waiting(ctx))) {
+        (others_waiting && others_waiting())) {
         /* Requests wait for us, the cluster is down or slow, or others are
          * queued before this one: the deliverer sends it, in order and in
          * a batch, while we answer the next pixel.  This hit cost one
@@ -644,9 +649,8 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(vo
          * waits for nothing else.  It wakes by itself when a lingering
          * batch is ripe or when the cluster is to be tried again, and looks
          * at the journal again when its request is done. */
-        if (!known_down(app) && !app->deliverer_busy &&
-            (!app->lingering ||
-             tp_journal_size(app->journal) - tp_journal_done(app->journal) >= LINGER_BYTES))
+        if (!down && !app->deliverer_busy &&
+            (!app->lingering || pending_bytes(app) >= LINGER_BYTES))
             pthread_cond_signal(&app->wake);
         pthread_mutex_unlock(&app->lock);
         return;
@@ -692,7 +696,7 @@ static void deliver_journaled(tp_app *app, tp_hit *hit, int (*others_waiting)(vo
     pthread_mutex_unlock(&app->lock);
 }
 
-void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), void *ctx)
+void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void))
 {
     char err[512];
 
@@ -708,7 +712,7 @@ void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), voi
             app->n.delivered++;
         }
     } else if (hit->journaled) {
-        deliver_journaled(app, hit, others_waiting, ctx);
+        deliver_journaled(app, hit, others_waiting);
     } else {
         deliver_unjournaled(app, hit);
     }

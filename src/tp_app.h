@@ -54,8 +54,8 @@ typedef struct tp_app {
     tp_output *out;        /* otherwise: the embedded default */
     char *body;            /* reused body buffer, max_body + 1 bytes */
     char *entry;           /* reused journal entry buffer */
-    tp_uuid_pool ids;      /* request-ids (the loop's)   */
     size_t entry_cap;
+    tp_uuid_pool ids;      /* request-ids (the loop's) */
 
     /* Durability: everything below is guarded by lock. */
     tp_journal *journal;   /* NULL when TRACKPIXEL_SPOOL_DIR is "" */
@@ -107,6 +107,6 @@ int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
  * (NULL: none) is asked, only when the loop could post the hit itself,
  * whether requests wait for this worker (then a journaled hit is left to the
  * deliverer): under load the question is not asked, it costs a syscall. */
-void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), void *ctx);
+void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void));
 
 #endif

@@ -879,6 +879,8 @@ static void write_doc(tp_doc *d)
     size_t i;
 
     o->len = 0;
+    /* Room for the usual text at once: the strings, the keys, the rest. */
+    tp_buf_reserve(o, d->arena.len + 1024);
     put_lit(o, "{\"body-json\":");
     tp_buf_put(o, at(d, d->body), d->body.len);
     put_lit(o, ",\"params\":{\"path\":");

@@ -67,8 +67,6 @@ void tp_es_trim(tp_es *es);
 const char *tp_es_answer(const tp_es *es, size_t *len);
 
 
-
-
 /*
  * After a _bulk request answered 2xx: call fn for each item of the answer, in
  * order, with its status and (for a failed item) "type: reason".  Returns

@@ -287,7 +287,7 @@ long tp_journal_pending(tp_journal *j, off_t end, size_t max_entries, size_t max
                         const char **data, size_t *len, const off_t **offsets,
                         char *err, size_t errlen)
 {
-    size_t want, got = 0, pos = 0, n = 0;
+    size_t want, avail, got = 0, pos = 0, n = 0;
     ssize_t r;
 
     *data = NULL;
@@ -296,7 +296,8 @@ long tp_journal_pending(tp_journal *j, off_t end, size_t max_entries, size_t max
         return 0;
     if (max_entries > MAX_PENDING_ENTRIES)
         max_entries = MAX_PENDING_ENTRIES;
-    want = (size_t)(end - j->done);
+    avail = (size_t)(end - j->done);
+    want = avail;
     if (want > max_bytes)
         want = max_bytes;
     for (;;) {
@@ -349,10 +350,10 @@ long tp_journal_pending(tp_journal *j, off_t end, size_t max_entries, size_t max
                 }
             }
         }
-        if (n > 0 || got < want || want == (size_t)(end - j->done))
+        if (n > 0 || got < want || want == avail)
             break;
         /* One entry is larger than max_bytes: read more. */
-        want = want * 2 > (size_t)(end - j->done) ? (size_t)(end - j->done) : want * 2;
+        want = want * 2 > avail ? avail : want * 2;
     }
     if (n == 0)
         return 0;                 /* an incomplete entry: see the header */
