@@ -4,32 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tp_buf_grow(tp_buf *b, size_t more)
-{
-    size_t want, cap;
-    char *p;
-
-    if (b->oom)
-        return -1;
-    if (more > (size_t)-1 / 2 - b->len) {
-        b->oom = 1;
-        return -1;
-    }
-    want = b->len + more + 1;
-    if (want <= b->cap)
-        return 0;
-    cap = b->cap ? b->cap : 1024;
-    while (cap < want)
-        cap *= 2;
-    p = realloc(b->data, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
 
 /* 1 for the bytes json-c escapes (with NOSLASHESCAPE). */
 static const unsigned char needs_escape[256] = {
@@ -96,8 +70,3 @@ void tp_json_int64(tp_buf *b, int64_t v)
         tp_buf_put(b, num, (size_t)n);
 }
 
-void tp_buf_free(tp_buf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
