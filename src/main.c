@@ -24,16 +24,17 @@
 #include "tp_app.h"
 #include "tp_cli.h"
 #include "tp_log.h"
+#include "tp_time.h"
 
 extern char **environ;
 
 /* GnuTLS is in our process only because Debian's libcurl (the OpenSSL
  * flavour) links librtmp and libldap, which use it for protocols we never
  * speak (CURLOPT_PROTOCOLS_STR is "http,https").  Its library constructor
- * still runs gnutls_global_init() at load, which costs about 850 KiB of
- * resident memory per worker (measured: GnuTLS's own pages and p11-kit's,
- * tasn1 trees on the heap).  Defining this function is GnuTLS's documented
- * way to skip that implicit initialization (GNUTLS_SKIP_GLOBAL_INIT in
+ * still runs gnutls_global_init() at load, which costs every worker
+ * resident memory (GnuTLS's own pages and p11-kit's, tasn1 trees on the
+ * heap) for nothing.  Defining this function is GnuTLS's documented way to
+ * skip that implicit initialization (GNUTLS_SKIP_GLOBAL_INIT in
  * <gnutls/gnutls.h>, the same as GNUTLS_NO_IMPLICIT_INIT=1 in the
  * environment): GnuTLS declares it weak and calls it through the PLT, and
  * the program's definition wins.  A library that does use GnuTLS calls
@@ -109,13 +110,10 @@ static long fcgi_read(void *ctx, char *buf, size_t n)
 {
     fcgi_ctx *c = ctx;
     int chunk = n > 65536 ? 65536 : (int)n, got;
-    struct timespec now;
     long left_ms;
     struct timeval tv;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    left_ms = (c->deadline.tv_sec - now.tv_sec) * 1000 +
-              (c->deadline.tv_nsec - now.tv_nsec) / 1000000;
+    left_ms = tp_ts_ms(tp_mono_now(), c->deadline);
     if (left_ms <= 0)
         return -1;
     tv.tv_sec = left_ms / 1000;
@@ -168,14 +166,17 @@ static int serve_cgi(tp_app *app)
 
     tp_app_respond(app, environ, &io, &hit);
     fclose(stdout);               /* the client has its answer */
-    tp_app_deliver(app, &hit, NULL);
+    tp_app_deliver(app, &hit, NULL, NULL);
     return 0;
 }
 
-/* More requests queued for us on the listening socket? */
-static int requests_waiting(void)
+/* More requests waiting for us where the loop reads next: on the
+ * connection the web server kept open (FCGI_KEEP_CONN), or else on the
+ * listening socket. */
+static int requests_waiting(void *ctx)
 {
-    struct pollfd next = { FCGI_LISTENSOCK_FILENO, POLLIN, 0 };
+    const fcgi_ctx *c = ctx;
+    struct pollfd next = { c->req.ipcFd >= 0 ? c->req.ipcFd : FCGI_LISTENSOCK_FILENO, POLLIN, 0 };
 
     return poll(&next, 1, 0) == 1 && (next.revents & POLLIN);
 }
@@ -186,19 +187,13 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
     struct timeval none = { 0, 0 };
     tp_hit hit;
 
-    clock_gettime(CLOCK_MONOTONIC, &c->deadline);
-    c->deadline.tv_sec += app->cfg.body_timeout_ms / 1000;
-    c->deadline.tv_nsec += (app->cfg.body_timeout_ms % 1000) * 1000000L;
-    if (c->deadline.tv_nsec >= 1000000000L) {
-        c->deadline.tv_sec++;
-        c->deadline.tv_nsec -= 1000000000L;
-    }
+    c->deadline = tp_ts_add_ms(tp_mono_now(), tp_app_body_timeout_ms(app));
     c->timeout_set = 0;
     tp_app_respond(app, c->req.envp, io, &hit);
     if (c->timeout_set)           /* a kept connection's next request */
         setsockopt(c->req.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
     FCGX_Finish_r(&c->req);       /* the browser is done before we post */
-    tp_app_deliver(app, &hit, requests_waiting);
+    tp_app_deliver(app, &hit, requests_waiting, c);
 }
 
 /* At a stop, requests already queued on the socket are answered for at
@@ -258,16 +253,12 @@ static int serve_fastcgi(tp_app *app)
      * (spawn-fcgi -F): another process can take a connection between
      * poll() and accept(), so the alarm bounds that accept().  A shared
      * socket under steady load is never empty: DRAIN_MS bounds the whole. */
-    clock_gettime(CLOCK_MONOTONIC, &drain_end);
-    drain_end.tv_sec += DRAIN_MS / 1000;
+    drain_end = tp_ts_add_ms(tp_mono_now(), DRAIN_MS);
     for (;;) {
         struct pollfd p = { 0, POLLIN, 0 };
-        struct timespec now;
         int rc;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > drain_end.tv_sec ||
-            (now.tv_sec == drain_end.tv_sec && now.tv_nsec >= drain_end.tv_nsec))
+        if (!tp_ts_before(tp_mono_now(), drain_end))
             break;
         if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
             break;
@@ -287,7 +278,7 @@ static int serve_fastcgi(tp_app *app)
 
 int main(int argc, char **argv)
 {
-    tp_app app;
+    tp_app *app;
     char err[512];
     int rc;
 
@@ -316,14 +307,14 @@ int main(int argc, char **argv)
         tp_log("cannot initialize (signals, OpenSSL, libfcgi or libcurl)");
         return 1;
     }
-    if (tp_app_init(&app, environ, err, sizeof(err)) < 0) {
+    app = tp_app_new(environ, err, sizeof(err));
+    if (!app) {
         tp_log("%s", err);
-        tp_app_free(&app);
         curl_global_cleanup();
         return 1;
     }
-    rc = FCGX_IsCGI() ? serve_cgi(&app) : serve_fastcgi(&app);
-    tp_app_free(&app);
+    rc = FCGX_IsCGI() ? serve_cgi(app) : serve_fastcgi(app);
+    tp_app_free(app);
     curl_global_cleanup();
     return rc;
 }

@@ -53,6 +53,8 @@ static const tp_config_var vars[] = {
       "at SIGTERM, how long pending documents are tried before exiting, milliseconds" },
     { "TRACKPIXEL_SLOW_MS", TP_CONF_MS, "50", 0,
       "a cluster answer slower than this, milliseconds, makes a worker leave the next hits to its delivery thread (in _bulk batches) until answers are fast again" },
+    { "TRACKPIXEL_BULK_MAX_KB", TP_CONF_COUNT, "512", 0,
+      "largest _bulk request the delivery thread sends, KiB; keep it under the body limit of any proxy before the cluster (a 413 answer halves it)" },
     { "TRACKPIXEL_BODY_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
       "read deadline for a POST body, milliseconds; a slower body is recorded as cut" },
     { "TRACKPIXEL_STAGE", TP_CONF_STRING, "prod", 0,
@@ -79,7 +81,8 @@ static const slot slots[] = {
     S(region), { offsetof(tp_config, region), 1 },
     S(access_key_id), S(secret_access_key), S(session_token),
     S(connect_timeout_ms), S(timeout_ms), S(output),
-    S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(body_timeout_ms),
+    S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(bulk_max_kb),
+    S(body_timeout_ms),
     S(stage), NONE, S(api_id),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
 };

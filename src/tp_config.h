@@ -61,6 +61,7 @@ typedef struct tp_config {
     long spool_fsync;
     long shutdown_ms;              /* delivery attempts at stop        */
     long slow_ms;                  /* slower answers: batch, not inline */
+    long bulk_max_kb;              /* largest _bulk request body       */
     long body_timeout_ms;          /* read deadline for a POST body    */
 
     /* The document. */

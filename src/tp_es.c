@@ -3,11 +3,19 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_buf.h"
 #include "tp_sigv4.h"
+
+/* The secret key, the session token, the URL's password and the Basic
+ * credentials it makes. */
+#define TP_ES_SECRETS 4
+/* What a bad answer shows of itself in err. */
+#define ANSWER_SHOWN 200
 
 struct tp_es {
     const tp_config *cfg;
@@ -20,8 +28,10 @@ struct tp_es {
     char *answer;          /* the last answer's body                       */
     size_t answer_len, answer_cap;
     int answer_cut;
-    const volatile int *abort_flag;
+    const atomic_int *abort_flag;
     const struct timespec *deadline;
+    char *secrets[TP_ES_SECRETS];  /* scrubbed from what comes back      */
+    size_t nsecrets;
     tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
     char curl_err[CURL_ERROR_SIZE];
 };
@@ -65,7 +75,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     struct timespec now;
 
     (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
-    if (es->abort_flag && *es->abort_flag)
+    if (es->abort_flag && atomic_load(es->abort_flag))
         return 1;
     if (es->deadline && es->deadline->tv_sec) {
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -76,7 +86,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
     return 0;
 }
 
-void tp_es_set_abort(tp_es *es, const volatile int *flag, const struct timespec *deadline)
+void tp_es_set_abort(tp_es *es, const atomic_int *flag, const struct timespec *deadline)
 {
     es->abort_flag = flag;
     es->deadline = deadline;
@@ -137,6 +147,59 @@ fail:
     return rc;
 }
 
+static int add_secret(tp_es *es, const char *value)
+{
+    if (!value || !value[0] || es->nsecrets == TP_ES_SECRETS)
+        return 0;
+    es->secrets[es->nsecrets] = strdup(value);
+    if (!es->secrets[es->nsecrets])
+        return -1;
+    es->nsecrets++;
+    return 0;
+}
+
+/* What must never come back out of us, even when an intermediary echoes our
+ * request headers: the secret key, the session token, the URL's password
+ * and the Basic credentials (base64 of user:password) curl makes of it. */
+static int collect_secrets(tp_es *es, char *err, size_t errlen)
+{
+    const tp_config *cfg = es->cfg;
+    CURLU *u = curl_url();
+    char *user = NULL, *pass = NULL, *plain = NULL;
+    unsigned char *b64 = NULL;
+    int rc = -1;
+
+    if (!u || curl_url_set(u, CURLUPART_URL, cfg->es_url, 0) != CURLUE_OK)
+        goto oom;
+    curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
+    curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE);
+    if (add_secret(es, cfg->secret_access_key) < 0 || add_secret(es, cfg->session_token) < 0 ||
+        add_secret(es, pass) < 0)
+        goto oom;
+    if (user || pass) {
+        size_t n = strlen(user ? user : "") + 1 + strlen(pass ? pass : "");
+        plain = malloc(n + 1);
+        b64 = malloc(4 * ((n + 2) / 3) + 1);
+        if (!plain || !b64)
+            goto oom;
+        snprintf(plain, n + 1, "%s:%s", user ? user : "", pass ? pass : "");
+        EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)n);
+        if (add_secret(es, (const char *)b64) < 0)
+            goto oom;
+    }
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+done:
+    curl_free(user);
+    curl_free(pass);
+    free(plain);
+    free(b64);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
 {
     tp_es *es = calloc(1, sizeof(*es));
@@ -150,7 +213,7 @@ tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "TRACKPIXEL_ES_URL is not set");
         goto fail;
     }
-    if (parse_url(es, cfg->es_url, err, errlen) < 0)
+    if (parse_url(es, cfg->es_url, err, errlen) < 0 || collect_secrets(es, err, errlen) < 0)
         goto fail;
     es->curl = curl_easy_init();
     if (!es->curl) {
@@ -189,6 +252,8 @@ void tp_es_free(tp_es *es)
     free(es->host_header);
     free(es->url);
     free(es->answer);
+    for (size_t i = 0; i < es->nsecrets; i++)
+        free(es->secrets[i]);
     free(es);
 }
 
@@ -206,6 +271,80 @@ const char *tp_es_answer(const tp_es *es, size_t *len)
     if (len)
         *len = es->answer_len;
     return es->answer ? es->answer : "";
+}
+
+/* Replace every secret in s[0..*len) by "[hidden]", in place (s has room
+ * for cap bytes and stays NUL-terminated).  Returns 0, or -1 when the text
+ * would not fit: it is then cut where the secret began. */
+static int scrub(const tp_es *es, char *s, size_t *len, size_t cap)
+{
+    static const char mark[] = "[hidden]";
+    const size_t mlen = sizeof(mark) - 1;
+    size_t i;
+
+    for (i = 0; i < es->nsecrets; i++) {
+        const char *sec = es->secrets[i];
+        size_t slen = strlen(sec), at = 0;
+        char *hit;
+
+        while ((hit = memmem(s + at, *len - at, sec, slen)) != NULL) {
+            size_t pos = (size_t)(hit - s), tail = *len - pos - slen;
+            if (pos + mlen + tail + 1 > cap) {
+                *len = pos;
+                s[pos] = '\0';
+                return -1;
+            }
+            memmove(s + pos + mlen, s + pos + slen, tail + 1);
+            memcpy(s + pos, mark, mlen);
+            *len = pos + mlen + tail;
+            at = pos + mlen;
+        }
+    }
+    return 0;
+}
+
+/* Scrub a NUL-terminated message in a buffer of cap bytes. */
+static void scrub_text(const tp_es *es, char *s, size_t cap)
+{
+    size_t len = strlen(s);
+    scrub(es, s, &len, cap);
+}
+
+/* The answer as it came back, scrubbed: it may grow ("[hidden]" is longer
+ * than a short password), so it gets room first. */
+static void scrub_answer(tp_es *es)
+{
+    size_t need = es->answer_len + 1, i;
+
+    if (!es->nsecrets || !es->answer_len)
+        return;
+    for (i = 0; i < es->nsecrets; i++) {
+        size_t slen = strlen(es->secrets[i]), at = 0;
+        const char *hit;
+        while ((hit = memmem(es->answer + at, es->answer_len - at, es->secrets[i], slen))) {
+            need += slen < 8 ? 8 - slen : 0;
+            at = (size_t)(hit - es->answer) + slen;
+        }
+    }
+    if (need > es->answer_cap) {
+        char *nb = realloc(es->answer, need);
+        if (nb) {
+            es->answer = nb;
+            es->answer_cap = need;
+        }
+    }
+    scrub(es, es->answer, &es->answer_len, es->answer_cap);
+}
+
+/* The start of the answer, on one line, for a message. */
+static void answer_start(const tp_es *es, char *out, size_t outcap)
+{
+    size_t i;
+
+    snprintf(out, outcap, "%.*s", ANSWER_SHOWN, es->answer ? es->answer : "");
+    for (i = 0; out[i]; i++)
+        if (out[i] == '\n' || out[i] == '\r' || (unsigned char)out[i] < 0x20)
+            out[i] = ' ';
 }
 
 /* Elasticsearch's reason for a failed answer: error.type and error.reason
@@ -231,14 +370,21 @@ static void answer_reason(const tp_es *es, char *out, size_t outcap)
                      json_object_object_get_ex(j, "Message", &e))) {
         snprintf(out, outcap, "%s", json_object_get_string(e));
     } else {
-        /* Not JSON: the start of the text, on one line. */
-        size_t i;
-        snprintf(out, outcap, "%.200s", es->answer);
-        for (i = 0; out[i]; i++)
-            if (out[i] == '\n' || out[i] == '\r')
-                out[i] = ' ';
+        answer_start(es, out, outcap);
     }
     json_object_put(j);
+}
+
+tp_es_result tp_es_classify(long status)
+{
+    if (status >= 200 && status < 300)
+        return TP_ES_OK;
+    if (status == 409)
+        return TP_ES_OK;
+    if (status == 0 || (status >= 300 && status < 400) || status == 401 || status == 403 ||
+        status == 408 || status == 429 || status >= 500)
+        return TP_ES_RETRY;
+    return TP_ES_REJECT;
 }
 
 static int add_header(struct curl_slist **list, const char *name, const char *value)
@@ -255,50 +401,38 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     return 0;
 }
 
-tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
-                           const char *query, const char *content_type,
-                           const char *body, size_t len, time_t now,
-                           long *status, char *err, size_t errlen)
+/* es->url = base + path [+ '?' query]. */
+static int make_url(tp_es *es, const char *path, const char *query)
 {
-    const tp_config *cfg = es->cfg;
-    tp_es_result result = TP_ES_RETRY;
-    struct curl_slist *headers = NULL;
-    tp_sigv4_result sig;
-    char full_path[1024], reason[512];
-    size_t need;
-    long code = 0;
-    CURLcode cc;
-    int aoss = strcmp(cfg->aws_service, "aoss") == 0;
+    size_t need = strlen(es->base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
 
-    memset(&sig, 0, sizeof(sig));
-    *status = 0;
-    es->answer_len = 0;
-    es->answer_cut = 0;
-    if (es->answer)
-        es->answer[0] = '\0';
-
-    if (snprintf(full_path, sizeof(full_path), "%s%s", es->prefix, path) >= (int)sizeof(full_path)) {
-        snprintf(err, errlen, "request path too long");
-        result = TP_ES_REJECT;
-        goto done;
-    }
-    need = strlen(es->base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
     if (need > es->url_cap) {
         char *nu = realloc(es->url, need);
-        if (!nu) {
-            snprintf(err, errlen, "out of memory");
-            goto done;
-        }
+        if (!nu)
+            return -1;
         es->url = nu;
         es->url_cap = need;
     }
     snprintf(es->url, need, "%s%s%s%s", es->base, path, query ? "?" : "", query ? query : "");
+    return 0;
+}
 
-    if (add_header(&headers, "Host", es->host_header) < 0 ||
-        (content_type && add_header(&headers, "Content-Type", content_type) < 0) ||
-        add_header(&headers, "Expect", "") < 0)
+/* The request's headers, signed when the configuration has credentials.
+ * Returns 0, or -1 with err set (*oom: out of memory, not a signing
+ * failure). */
+static int make_headers(tp_es *es, const char *method, const char *full_path,
+                        const char *query, const char *content_type, const char *body,
+                        size_t len, time_t now, struct curl_slist **headers,
+                        tp_sigv4_result *sig, int *oom, char *err, size_t errlen)
+{
+    const tp_config *cfg = es->cfg;
+    int aoss = strcmp(cfg->aws_service, "aoss") == 0;
+
+    *oom = 1;
+    if (add_header(headers, "Host", es->host_header) < 0 ||
+        (content_type && add_header(headers, "Content-Type", content_type) < 0) ||
+        add_header(headers, "Expect", "") < 0)
         goto oom;
-
     if (cfg->signing) {
         tp_sigv4_header sh[2] = { { "Host", es->host_header }, { "Content-Type", content_type } };
         tp_sigv4_request req = { method, full_path, query, sh, content_type ? 2 : 1,
@@ -307,17 +441,29 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
         tp_sigv4_params params = { cfg->region, cfg->aws_service, now, 1, aoss, 0, 0 };
         char serr[256];
 
-        if (tp_sigv4_sign_cached(&req, &creds, &params, &es->keys, &sig, serr, sizeof(serr)) < 0) {
+        if (tp_sigv4_sign_cached(&req, &creds, &params, &es->keys, sig, serr, sizeof(serr)) < 0) {
             snprintf(err, errlen, "signing failed: %s", serr);
-            result = TP_ES_REJECT;
-            goto done;
+            *oom = 0;
+            return -1;
         }
-        if (add_header(&headers, "X-Amz-Date", sig.amz_date) < 0 ||
-            add_header(&headers, "Authorization", sig.authorization) < 0 ||
-            (cfg->session_token && add_header(&headers, "X-Amz-Security-Token", cfg->session_token) < 0) ||
-            (aoss && add_header(&headers, "x-amz-content-sha256", sig.content_sha256) < 0))
+        if (add_header(headers, "X-Amz-Date", sig->amz_date) < 0 ||
+            add_header(headers, "Authorization", sig->authorization) < 0 ||
+            (cfg->session_token &&
+             add_header(headers, "X-Amz-Security-Token", cfg->session_token) < 0) ||
+            (aoss && add_header(headers, "x-amz-content-sha256", sig->content_sha256) < 0))
             goto oom;
     }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* Run the prepared request; *status gets the HTTP status (0: no answer). */
+static int perform(tp_es *es, const char *method, const char *body, size_t len,
+                   struct curl_slist *headers, long *status, char *err, size_t errlen)
+{
+    CURLcode cc;
 
     curl_easy_setopt(es->curl, CURLOPT_URL, es->url);
     curl_easy_setopt(es->curl, CURLOPT_HTTPHEADER, headers);
@@ -333,43 +479,117 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
     }
     es->curl_err[0] = '\0';
     cc = curl_easy_perform(es->curl);
+    curl_easy_setopt(es->curl, CURLOPT_HTTPHEADER, NULL);
     if (cc != CURLE_OK) {
         /* curl's own message names the host and the reason, never the
          * userinfo or our headers. */
-        snprintf(err, errlen, "no answer: %s", es->curl_err[0] ? es->curl_err : curl_easy_strerror(cc));
-        result = TP_ES_RETRY;
-        goto done;
+        snprintf(err, errlen, "no answer: %s",
+                 es->curl_err[0] ? es->curl_err : curl_easy_strerror(cc));
+        return -1;
     }
-    curl_easy_getinfo(es->curl, CURLINFO_RESPONSE_CODE, &code);
-    *status = code;
-    if ((code >= 200 && code < 300) || code == 409) {
-        result = TP_ES_OK;
-        goto done;
+    curl_easy_getinfo(es->curl, CURLINFO_RESPONSE_CODE, status);
+    scrub_answer(es);
+    return 0;
+}
+
+/* err for an answer that is not a success. */
+static void explain(tp_es *es, long code, char *err, size_t errlen)
+{
+    char reason[512];
+    char *where = NULL;
+
+    if (code >= 300 && code < 400) {
+        /* Never followed: the Location is only named, for the operator. */
+        curl_easy_getinfo(es->curl, CURLINFO_REDIRECT_URL, &where);
+        snprintf(err, errlen, "HTTP %ld: redirect to %s (not followed: check TRACKPIXEL_ES_URL)",
+                 code, where ? where : "(no Location)");
+        return;
     }
     answer_reason(es, reason, sizeof(reason));
     snprintf(err, errlen, "HTTP %ld%s%s", code, reason[0] ? ": " : "", reason);
-    /* 429 and 5xx are the cluster's trouble; 401/403 (credentials, access
-     * policy) and 408 are not the document's fault either: a fix on the
-     * cluster's side makes them work.  Other 4xx are about the document. */
-    result = (code == 429 || code >= 500 || code == 401 || code == 403 || code == 408)
-             ? TP_ES_RETRY : TP_ES_REJECT;
-    goto done;
+}
 
-oom:
-    snprintf(err, errlen, "out of memory");
-    result = TP_ES_RETRY;
+tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
+                           const char *query, const char *content_type,
+                           const char *body, size_t len, time_t now,
+                           long *status, char *err, size_t errlen)
+{
+    tp_es_result result = TP_ES_RETRY;
+    struct curl_slist *headers = NULL;
+    tp_sigv4_result sig;
+    char full_path[1024];
+    int oom = 0;
+
+    memset(&sig, 0, sizeof(sig));
+    *status = 0;
+    es->answer_len = 0;
+    es->answer_cut = 0;
+    if (es->answer)
+        es->answer[0] = '\0';
+    if (snprintf(full_path, sizeof(full_path), "%s%s", es->prefix, path) >= (int)sizeof(full_path)) {
+        snprintf(err, errlen, "request path too long");
+        result = TP_ES_REJECT;
+        goto done;
+    }
+    if (make_url(es, path, query) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (make_headers(es, method, full_path, query, content_type, body, len, now, &headers,
+                     &sig, &oom, err, errlen) < 0) {
+        result = oom ? TP_ES_RETRY : TP_ES_REJECT;
+        goto done;
+    }
+    if (perform(es, method, body, len, headers, status, err, errlen) < 0)
+        goto done;
+    result = tp_es_classify(*status);
+    if (result != TP_ES_OK)
+        explain(es, *status, err, errlen);
 done:
-    curl_easy_setopt(es->curl, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(headers);
     tp_sigv4_result_free(&sig);
+    scrub_text(es, err, errlen);
     return result;
+}
+
+/* Is the answer's JSON member name a string equal to want? */
+static int member_is(json_object *o, const char *name, const char *want)
+{
+    json_object *v = NULL;
+
+    return o && json_object_object_get_ex(o, name, &v) &&
+           json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), want) == 0;
+}
+
+/* What Elasticsearch answers to a create: 201 "result":"created", or 409
+ * with a version conflict (the document is already there). */
+static int is_create_answer(const tp_es *es, long status)
+{
+    json_object *j, *e = NULL;
+    int ok = 0;
+
+    if (status != 201 && status != 409)
+        return 0;
+    if (!es->answer_len || es->answer_cut)
+        return 0;
+    j = json_tokener_parse(es->answer);
+    if (j && json_object_is_type(j, json_type_object)) {
+        if (status == 201)
+            ok = member_is(j, "result", "created");
+        else
+            ok = json_object_object_get_ex(j, "error", &e) &&
+                 member_is(e, "type", "version_conflict_engine_exception");
+    }
+    json_object_put(j);
+    return ok;
 }
 
 tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len,
                           time_t now, long *status, char *err, size_t errlen)
 {
     const tp_config *cfg = es->cfg;
-    char path[768];
+    char path[768], shown[ANSWER_SHOWN + 1];
+    tp_es_result r;
     int n;
 
     if (cfg->es_type)
@@ -381,47 +601,101 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
         *status = 0;
         return TP_ES_REJECT;
     }
-    return tp_es_request(es, "POST", path, cfg->es_type ? "op_type=create" : NULL,
-                         "application/json", doc, len, now, status, err, errlen);
+    r = tp_es_request(es, "POST", path, cfg->es_type ? "op_type=create" : NULL,
+                      "application/json", doc, len, now, status, err, errlen);
+    if (r == TP_ES_OK && !is_create_answer(es, *status)) {
+        answer_start(es, shown, sizeof(shown));
+        snprintf(err, errlen, "HTTP %ld: not a create answer: %s", *status, shown);
+        r = TP_ES_RETRY;
+    }
+    return r;
 }
 
-long tp_es_bulk_items(const tp_es *es, tp_es_item_fn fn, void *ctx)
+/* The status of one _bulk item, {"<action>":{"status":N,...}}, or -1 when
+ * it is not one; *op gets the inner object. */
+static long item_status(json_object *item, json_object **op)
 {
-    json_object *j = NULL, *items = NULL;
-    long n = -1;
-    size_t i, count;
+    json_object *st = NULL;
 
-    if (!es->answer_len || es->answer_cut)
+    *op = NULL;
+    if (!json_object_is_type(item, json_type_object) || json_object_object_length(item) != 1)
         return -1;
-    j = json_tokener_parse(es->answer);
-    if (!j || !json_object_object_get_ex(j, "items", &items) ||
-        !json_object_is_type(items, json_type_array))
-        goto done;
-    count = json_object_array_length(items);
-    for (i = 0; i < count; i++) {
-        json_object *item = json_object_array_get_idx(items, i), *op = NULL, *st = NULL, *e = NULL;
-        char reason[512] = "";
-        long status = 0;
-
-        /* {"create": {...}} (or index): the one member. */
-        json_object_object_foreach(item, key, val) {
-            (void)key;
-            op = val;
-            break;
-        }
-        if (op && json_object_object_get_ex(op, "status", &st))
-            status = (long)json_object_get_int64(st);
-        if (op && json_object_object_get_ex(op, "error", &e)) {
-            json_object *t = NULL, *r = NULL;
-            json_object_object_get_ex(e, "type", &t);
-            json_object_object_get_ex(e, "reason", &r);
-            snprintf(reason, sizeof(reason), "%s%s%s", t ? json_object_get_string(t) : "",
-                     t && r ? ": " : "", r ? json_object_get_string(r) : "");
-        }
-        fn(ctx, i, status, reason);
+    json_object_object_foreach(item, key, val) {
+        (void)key;
+        *op = val;
     }
-    n = (long)count;
+    if (!json_object_is_type(*op, json_type_object) ||
+        !json_object_object_get_ex(*op, "status", &st) || !json_object_is_type(st, json_type_int))
+        return -1;
+    return (long)json_object_get_int64(st);
+}
+
+/* The items array of a well-formed answer for n actions, or NULL. */
+static json_object *bulk_items(json_object *j, long n)
+{
+    json_object *items = NULL, *op;
+    size_t i;
+
+    if (!j || !json_object_is_type(j, json_type_object) ||
+        !json_object_object_get_ex(j, "items", &items) ||
+        !json_object_is_type(items, json_type_array) ||
+        json_object_array_length(items) != (size_t)n)
+        return NULL;
+    for (i = 0; i < (size_t)n; i++) {
+        long st = item_status(json_object_array_get_idx(items, i), &op);
+        if (st < 100 || st > 599)
+            return NULL;
+    }
+    return items;
+}
+
+static void item_reason(const tp_es *es, json_object *op, char *out, size_t cap)
+{
+    json_object *e = NULL, *t = NULL, *r = NULL;
+
+    out[0] = '\0';
+    if (!json_object_object_get_ex(op, "error", &e))
+        return;
+    if (json_object_is_type(e, json_type_string)) {
+        snprintf(out, cap, "%s", json_object_get_string(e));
+    } else {
+        json_object_object_get_ex(e, "type", &t);
+        json_object_object_get_ex(e, "reason", &r);
+        snprintf(out, cap, "%s%s%s", t ? json_object_get_string(t) : "", t && r ? ": " : "",
+                 r ? json_object_get_string(r) : "");
+    }
+    scrub_text(es, out, cap);
+}
+
+tp_es_result tp_es_bulk(tp_es *es, const char *query, const char *body, size_t len, long n,
+                        tp_es_item_fn fn, void *ctx, time_t now, long *status,
+                        char *err, size_t errlen)
+{
+    json_object *j = NULL, *items, *op;
+    char shown[ANSWER_SHOWN + 1], reason[512];
+    tp_es_result r;
+    size_t i;
+
+    r = tp_es_request(es, "POST", "/_bulk", query, "application/x-ndjson", body, len, now,
+                      status, err, errlen);
+    if (r != TP_ES_OK)
+        return r;
+    if (*status == 200 && es->answer_len && !es->answer_cut)
+        j = json_tokener_parse(es->answer);
+    items = *status == 200 ? bulk_items(j, n) : NULL;
+    if (!items) {
+        answer_start(es, shown, sizeof(shown));
+        snprintf(err, errlen, "HTTP %ld: not a _bulk answer for %ld documents: %s", *status, n,
+                 shown);
+        r = TP_ES_RETRY;
+        goto done;
+    }
+    for (i = 0; i < (size_t)n; i++) {
+        long st = item_status(json_object_array_get_idx(items, i), &op);
+        item_reason(es, op, reason, sizeof(reason));
+        fn(ctx, i, st, reason);
+    }
 done:
     json_object_put(j);
-    return n;
+    return r;
 }

@@ -12,6 +12,7 @@
 #ifndef TP_ES_H
 #define TP_ES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -20,11 +21,23 @@
 typedef struct tp_es tp_es;
 
 typedef enum tp_es_result {
-    TP_ES_OK,        /* 2xx, or 409: the document is there            */
-    TP_ES_RETRY,     /* no answer, timeout, 401, 403, 408, 429, 5xx:
-                        may work later                                 */
+    TP_ES_OK,        /* the answer says the document is there          */
+    TP_ES_RETRY,     /* no answer, timeout, 3xx, 401, 403, 408, 429,
+                        5xx, or an answer that is not what
+                        Elasticsearch sends: may work later            */
     TP_ES_REJECT     /* another 4xx: this document will never work    */
 } tp_es_result;
+
+/*
+ * The one rule for an HTTP status, for a whole answer or a _bulk item:
+ * 2xx and 409 (already there: documents are created under their id) are
+ * TP_ES_OK; 0 (no answer), 3xx (redirects are never followed, so
+ * credentials never go elsewhere: a configuration problem, not the
+ * document's), 401/403 (credentials, access policy), 408, 429 and 5xx are
+ * TP_ES_RETRY; any other 4xx (413 included: this body is too large) is
+ * TP_ES_REJECT.
+ */
+tp_es_result tp_es_classify(long status);
 
 /* A client for cfg (borrowed: it must outlive the client).  NULL with err
  * set on failure.  Free with tp_es_free(). */
@@ -35,6 +48,10 @@ void tp_es_free(tp_es *es);
  * Create one document under id: POST {url}/{index}/_create/{id}, or with a
  * type POST {url}/{index}/{type}/{id}?op_type=create.  now is the signing
  * time.  *status gets the HTTP status (0 when there was no answer).
+ * TP_ES_OK only for what Elasticsearch answers to a create: 201 with
+ * "result":"created", or 409 version_conflict_engine_exception (a retry of
+ * a document that is there).  Any other 2xx or 409 (a proxy's page, say)
+ * is TP_ES_RETRY, "not a create answer" with the first 200 bytes.
  */
 tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len,
                           time_t now, long *status, char *err, size_t errlen);
@@ -43,7 +60,11 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
  * Any request: path starts with '/' (relative to the URL's own path), query
  * without '?' or NULL, content_type NULL when there is no body.  The answer's
  * body (at most TP_ES_MAX_ANSWER bytes) is readable with tp_es_answer()
- * until the next request.
+ * until the next request.  The result is tp_es_classify(status); err says
+ * what went wrong (for a 3xx, where it pointed).  Anything the cluster (or
+ * a proxy before it) sends back is scrubbed of the configured secrets
+ * (secret key, session token, the URL's password, its Basic credentials)
+ * before it reaches the answer or err: they read "[hidden]".
  */
 #define TP_ES_MAX_ANSWER (1024 * 1024)
 tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
@@ -57,7 +78,7 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
  * deadline, or the deadline's tv_sec is 0).  Both pointers are borrowed and
  * read during requests; NULL turns the check off.
  */
-void tp_es_set_abort(tp_es *es, const volatile int *flag, const struct timespec *deadline);
+void tp_es_set_abort(tp_es *es, const atomic_int *flag, const struct timespec *deadline);
 
 /* Free the answer buffer if a large answer made it grow (keeps a worker's
  * memory flat after a big backlog); the last answer is then gone. */
@@ -68,11 +89,17 @@ const char *tp_es_answer(const tp_es *es, size_t *len);
 
 
 /*
- * After a _bulk request answered 2xx: call fn for each item of the answer, in
- * order, with its status and (for a failed item) "type: reason".  Returns
- * the number of items, or -1 when the answer is not a _bulk answer.
+ * Send a _bulk body of n actions (POST /_bulk?query; query NULL for none).
+ * TP_ES_OK only when the answer is 200 with an "items" array of exactly n
+ * objects, each {"<action>":{"status":<int>,...}}; then fn is called for
+ * each item, in order, with its status and, for a failed item,
+ * "type: reason".  Any other 2xx answer is TP_ES_RETRY ("not a _bulk
+ * answer for n documents: " and the first 200 bytes), and fn is not
+ * called: nothing counts as delivered.  Other statuses as tp_es_request().
  */
 typedef void (*tp_es_item_fn)(void *ctx, size_t i, long status, const char *reason);
-long tp_es_bulk_items(const tp_es *es, tp_es_item_fn fn, void *ctx);
+tp_es_result tp_es_bulk(tp_es *es, const char *query, const char *body, size_t len, long n,
+                        tp_es_item_fn fn, void *ctx, time_t now, long *status,
+                        char *err, size_t errlen);
 
 #endif
