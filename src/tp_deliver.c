@@ -772,26 +772,25 @@ static int post_now(tp_deliver *d, const tp_entry *e, int (*others_waiting)(void
     return !(others_waiting && others_waiting(ctx));
 }
 
-/* Lock held: the loop's own post came back. */
+/* The loop's own post came back (no lock held).  A dead letter is written
+ * before the entry leaves the journal, and without the lock; the thread
+ * keeps off the entry (inflight) until it is marked. */
 static void posted(tp_deliver *d, const tp_entry *e, tp_es_result r, long status,
                    const char *err)
 {
     char merr[256];
 
+    if (r == TP_ES_REJECT)
+        dead_letter(d, e->id, status, err, e->doc, e->len);
+    pthread_mutex_lock(&d->lock);
     if (r == TP_ES_OK) {
         atomic_fetch_add(&d->delivered, 1);
         cluster_up(d);
-    } else if (r == TP_ES_REJECT) {
-        dead_letter(d, e->id, status, err, e->doc, e->len);
-    } else {
-        tp_log_limited(&d->loop_log, time(NULL), "cluster unavailable, hit %s waits in %s: %s",
-                       e->id, e->journaled ? "the journal" : "memory (no journal)", err);
-        cluster_down(d);
-        hand_over(d, e, err);
-        return;
     }
     if (e->journaled && tp_journal_mark(d->journal, e->end, merr, sizeof(merr)) < 0)
         tp_log("journal: %s", merr);
+    d->inflight = 0;
+    pthread_mutex_unlock(&d->lock);
 }
 
 void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), void *ctx)
@@ -825,10 +824,19 @@ void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), 
 
     pthread_mutex_lock(&d->lock);
     d->last_answer_ms = tp_ts_ms(t0, tp_mono_now());
-    d->inflight = 0;
-    if (r == TP_ES_RETRY && status == 0 && !tp_ts_before(tp_mono_now(), budget))
-        hand_over(d, e, "cluster slow");    /* slow, not down */
-    else
+    if (r != TP_ES_RETRY) {
+        pthread_mutex_unlock(&d->lock);
         posted(d, e, r, status, err);
+        return;
+    }
+    d->inflight = 0;
+    if (status != 0 || tp_ts_before(tp_mono_now(), budget)) {
+        /* Down (or answering what is not a create): not slow. */
+        tp_log_limited(&d->loop_log, time(NULL), "cluster unavailable, hit %s waits in %s: %s",
+                       e->id, e->journaled ? "the journal" : "memory (no journal)", err);
+        cluster_down(d);
+        pthread_cond_signal(&d->wake);     /* to wait for the retry time */
+    }
+    hand_over(d, e, err);
     pthread_mutex_unlock(&d->lock);
 }
