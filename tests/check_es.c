@@ -1,0 +1,309 @@
+/* tp_es: what counts as an answer.  A canned HTTP server on 127.0.0.1 (a
+ * thread of this test) answers each request with a fixed status, headers
+ * and body, as a proxy or a broken cluster would; the client must classify
+ * each exactly, and never let a configured secret through. */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tp_check.h"
+#include "tp_config.h"
+#include "tp_es.h"
+
+#define SECRET_KEY "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define TOKEN "IQoJb3JpZ2luX2VjEXAMPLE/Token+with/slashes="
+
+typedef struct canned {
+    int fd;                   /* listening socket */
+    const char *status_line;  /* "200 OK" */
+    const char *headers;      /* extra header lines, each ending in \r\n */
+    const char *body;
+    char request[65536];      /* what the client sent (headers and body) */
+    size_t request_len;
+} canned;
+
+/* Read one request (headers, then Content-Length bytes of body). */
+static void read_request(canned *c, int s)
+{
+    size_t want = 0;
+    char *end = NULL;
+
+    c->request_len = 0;
+    for (;;) {
+        ssize_t r = read(s, c->request + c->request_len, sizeof(c->request) - 1 - c->request_len);
+        if (r <= 0)
+            break;
+        c->request_len += (size_t)r;
+        c->request[c->request_len] = '\0';
+        if (!end && (end = strstr(c->request, "\r\n\r\n")) != NULL) {
+            const char *cl = strcasestr(c->request, "\r\nContent-Length:");
+            want = (size_t)(end + 4 - c->request) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+        if (end && c->request_len >= want)
+            break;
+    }
+}
+
+static void *serve(void *arg)
+{
+    canned *c = arg;
+    int s = accept(c->fd, NULL, NULL);
+    char head[1024];
+    int n;
+
+    if (s < 0)
+        return NULL;
+    read_request(c, s);
+    n = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Length: %zu\r\n%s"
+                 "Connection: close\r\n\r\n", c->status_line, strlen(c->body), c->headers);
+    if (write(s, head, (size_t)n) < 0 || write(s, c->body, strlen(c->body)) < 0)
+        perror("write");
+    close(s);
+    return NULL;
+}
+
+/* A client for a canned server; url_extra goes before the host ("" or
+ * "user:pass@"). */
+static tp_es *client(canned *c, tp_config *cfg, char *url, size_t urlcap, const char *userinfo)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    char err[256];
+    tp_es *es;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(c->fd, 0);
+    ck_assert_int_eq(bind(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(c->fd, 4), 0);
+    getsockname(c->fd, (struct sockaddr *)&a, &alen);
+    snprintf(url, urlcap, "http://%s127.0.0.1:%d", userinfo, ntohs(a.sin_port));
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->es_url = url;
+    cfg->es_index = "events";
+    cfg->aws_service = "es";
+    cfg->region = "us-east-1";
+    cfg->access_key_id = "AKIDEXAMPLE";
+    cfg->secret_access_key = SECRET_KEY;
+    cfg->session_token = TOKEN;
+    cfg->signing = 1;
+    cfg->connect_timeout_ms = 2000;
+    cfg->timeout_ms = 5000;
+    es = tp_es_new(cfg, err, sizeof(err));
+    ck_assert_msg(es != NULL, "%s", err);
+    return es;
+}
+
+typedef struct items_seen {
+    long n;
+    long status[8];
+    char reason[8][256];
+} items_seen;
+
+static void on_item(void *ctx, size_t i, long status, const char *reason)
+{
+    items_seen *s = ctx;
+
+    if (i < 8) {
+        s->status[i] = status;
+        snprintf(s->reason[i], sizeof(s->reason[i]), "%s", reason);
+    }
+    s->n++;
+}
+
+/* One request against one canned answer: create (n == 0) or _bulk of n. */
+static tp_es_result run(const char *status_line, const char *headers, const char *body, long n,
+                        long *status, char *err, size_t errlen, items_seen *seen,
+                        const char *userinfo, canned *c)
+{
+    tp_config cfg;
+    char url[128];
+    pthread_t t;
+    tp_es *es;
+    tp_es_result r;
+
+    memset(c, 0, sizeof(*c));
+    c->status_line = status_line;
+    c->headers = headers;
+    c->body = body;
+    es = client(c, &cfg, url, sizeof(url), userinfo);
+    pthread_create(&t, NULL, serve, c);
+    err[0] = '\0';
+    if (n == 0)
+        r = tp_es_create(es, "id-1", "{\"a\":1}", 7, 1700000000, status, err, errlen);
+    else
+        r = tp_es_bulk(es, NULL, "x\n", 2, n, on_item, seen, 1700000000, status, err, errlen);
+    pthread_join(t, NULL);
+    close(c->fd);
+    tp_es_free(es);
+    return r;
+}
+
+typedef struct answer_case {
+    const char *name;
+    const char *status_line;
+    const char *headers;
+    const char *body;
+    long n;                    /* 0: a create; else a _bulk of n documents */
+    tp_es_result want;
+    long want_status;
+    const char *want_err;      /* a substring of err, or NULL */
+    long want_items;           /* items reported to the callback */
+} answer_case;
+
+static const answer_case answers[] = {
+    { "create_201_created", "201 Created", "",
+      "{\"_index\":\"events\",\"_id\":\"id-1\",\"result\":\"created\"}", 0, TP_ES_OK, 201, NULL, 0 },
+    { "create_409_conflict", "409 Conflict", "",
+      "{\"error\":{\"type\":\"version_conflict_engine_exception\",\"reason\":\"exists\"},"
+      "\"status\":409}", 0, TP_ES_OK, 409, NULL, 0 },
+    { "create_200_html", "200 OK", "Content-Type: text/html\r\n",
+      "<html><body>Welcome to nginx!</body></html>", 0, TP_ES_RETRY, 200,
+      "HTTP 200: not a create answer: <html><body>Welcome to nginx!", 0 },
+    { "create_201_updated", "201 Created", "", "{\"result\":\"updated\"}", 0, TP_ES_RETRY, 201,
+      "not a create answer", 0 },
+    { "create_409_html", "409 Conflict", "", "<html>conflict</html>", 0, TP_ES_RETRY, 409,
+      "not a create answer", 0 },
+    { "create_301_kept", "301 Moved Permanently", "Location: https://elsewhere.example/x\r\n",
+      "", 0, TP_ES_RETRY, 301, "HTTP 301: redirect to https://elsewhere.example/x", 0 },
+    { "create_413_rejected", "413 Request Entity Too Large", "", "<html>413</html>", 0,
+      TP_ES_REJECT, 413, "HTTP 413", 0 },
+    { "create_400_rejected", "400 Bad Request", "",
+      "{\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"failed to parse\"}}", 0,
+      TP_ES_REJECT, 400, "HTTP 400: mapper_parsing_exception: failed to parse", 0 },
+    { "create_503_retry", "503 Service Unavailable", "", "{}", 0, TP_ES_RETRY, 503, "HTTP 503",
+      0 },
+    { "bulk_well_formed", "200 OK", "",
+      "{\"errors\":true,\"items\":[{\"create\":{\"status\":201}},{\"create\":{\"status\":400,"
+      "\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"bad\"}}}]}", 2, TP_ES_OK,
+      200, NULL, 2 },
+    { "bulk_items_not_objects", "200 OK", "", "{\"items\":[1]}", 1, TP_ES_RETRY, 200,
+      "HTTP 200: not a _bulk answer for 1 documents: {\"items\":[1]}", 0 },
+    { "bulk_errors_items_not_objects", "200 OK", "", "{\"errors\":true,\"items\":[1]}", 1,
+      TP_ES_RETRY, 200, "not a _bulk answer", 0 },
+    { "bulk_fewer_items", "200 OK", "", "{\"errors\":false,\"items\":[]}", 3, TP_ES_RETRY, 200,
+      "not a _bulk answer for 3 documents", 0 },
+    { "bulk_more_items", "200 OK", "",
+      "{\"items\":[{\"create\":{\"status\":201}},{\"create\":{\"status\":201}}]}", 1,
+      TP_ES_RETRY, 200, "not a _bulk answer", 0 },
+    { "bulk_item_without_status", "200 OK", "", "{\"items\":[{\"create\":{}}]}", 1, TP_ES_RETRY,
+      200, "not a _bulk answer", 0 },
+    { "bulk_item_status_string", "200 OK", "", "{\"items\":[{\"create\":{\"status\":\"201\"}}]}",
+      1, TP_ES_RETRY, 200, "not a _bulk answer", 0 },
+    { "bulk_html", "200 OK", "", "<html>ok</html>", 1, TP_ES_RETRY, 200,
+      "not a _bulk answer for 1 documents: <html>ok</html>", 0 },
+    { "bulk_201", "201 Created", "", "{\"items\":[{\"create\":{\"status\":201}}]}", 1,
+      TP_ES_RETRY, 201, "not a _bulk answer", 0 },
+    { "bulk_302_kept", "302 Found", "Location: http://127.0.0.1:1/login\r\n", "", 1,
+      TP_ES_RETRY, 302, "redirect to http://127.0.0.1:1/login", 0 },
+    { "bulk_413", "413 Request Entity Too Large", "", "<html>too large</html>", 2, TP_ES_REJECT,
+      413, "HTTP 413", 0 },
+};
+
+START_TEST(answer_is_classified)
+{
+    const answer_case *t = &answers[_i];
+    items_seen seen;
+    canned c;
+    long status = -1;
+    char err[512];
+    tp_es_result r;
+
+    memset(&seen, 0, sizeof(seen));
+    r = run(t->status_line, t->headers, t->body, t->n, &status, err, sizeof(err), &seen, "", &c);
+    ck_assert_msg(r == t->want, "%s: result %d, want %d (%s)", t->name, r, t->want, err);
+    ck_assert_int_eq(status, t->want_status);
+    if (t->want_err)
+        ck_assert_msg(strstr(err, t->want_err) != NULL, "%s: err \"%s\"", t->name, err);
+    ck_assert_int_eq(seen.n, t->want_items);
+}
+END_TEST
+
+START_TEST(bulk_items_in_order)
+{
+    items_seen seen;
+    canned c;
+    long status = 0;
+    char err[512];
+
+    memset(&seen, 0, sizeof(seen));
+    ck_assert_int_eq(run("200 OK", "", answers[9].body, 2, &status, err, sizeof(err), &seen, "",
+                         &c), TP_ES_OK);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_int_eq(seen.status[0], 201);
+    ck_assert_str_eq(seen.reason[0], "");
+    ck_assert_int_eq(seen.status[1], 400);
+    ck_assert_str_eq(seen.reason[1], "mapper_parsing_exception: bad");
+}
+END_TEST
+
+/* An intermediary that echoes our request headers: the token, the secret
+ * key (never sent, but a proxy may know it), the URL's password and its
+ * Basic credentials must not come back through err, an item's reason or
+ * the answer. */
+START_TEST(secrets_are_scrubbed)
+{
+    static const char body[] =
+        "{\"error\":\"echo " TOKEN " and " SECRET_KEY " and pw-Secret9 and "
+        "dXNlcjpwdy1TZWNyZXQ5\"}";
+    static const char bulk[] =
+        "{\"items\":[{\"create\":{\"status\":400,\"error\":{\"type\":\"x\",\"reason\":\""
+        TOKEN "\"}}}]}";
+    items_seen seen;
+    canned c;
+    long status = 0;
+    char err[512];
+
+    memset(&seen, 0, sizeof(seen));
+    ck_assert_int_eq(run("502 Bad Gateway", "", body, 0, &status, err, sizeof(err), &seen,
+                         "user:pw-Secret9@", &c), TP_ES_RETRY);
+    ck_assert_str_eq(err, "HTTP 502: echo [hidden] and [hidden] and [hidden] and [hidden]");
+    /* The request did carry the token and the Basic credentials. */
+    ck_assert_ptr_nonnull(strstr(c.request, TOKEN));
+    ck_assert_ptr_nonnull(strstr(c.request, "dXNlcjpwdy1TZWNyZXQ5"));
+
+    ck_assert_int_eq(run("200 OK", "", bulk, 1, &status, err, sizeof(err), &seen, "", &c),
+                     TP_ES_OK);
+    ck_assert_str_eq(seen.reason[0], "x: [hidden]");
+}
+END_TEST
+
+START_TEST(classify_table)
+{
+    static const struct { long status; tp_es_result want; } t[] = {
+        { 0, TP_ES_RETRY }, { 200, TP_ES_OK }, { 201, TP_ES_OK }, { 299, TP_ES_OK },
+        { 301, TP_ES_RETRY }, { 302, TP_ES_RETRY }, { 307, TP_ES_RETRY }, { 308, TP_ES_RETRY },
+        { 400, TP_ES_REJECT }, { 401, TP_ES_RETRY }, { 403, TP_ES_RETRY }, { 404, TP_ES_REJECT },
+        { 408, TP_ES_RETRY }, { 409, TP_ES_OK }, { 413, TP_ES_REJECT }, { 429, TP_ES_RETRY },
+        { 500, TP_ES_RETRY }, { 502, TP_ES_RETRY }, { 503, TP_ES_RETRY }, { 504, TP_ES_RETRY },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        ck_assert_msg(tp_es_classify(t[i].status) == t[i].want, "status %ld", t[i].status);
+}
+END_TEST
+
+static Suite *es_suite(void)
+{
+    Suite *s = suite_create("tp_es");
+    TCase *tc = tcase_create("answers");
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, answer_is_classified, 0, (int)(sizeof(answers) / sizeof(answers[0])));
+    tcase_add_test(tc, bulk_items_in_order);
+    tcase_add_test(tc, secrets_are_scrubbed);
+    tcase_add_test(tc, classify_table);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TP_CHECK_MAIN(es_suite)
