@@ -265,9 +265,9 @@ START_TEST(secrets_are_scrubbed)
     ck_assert_int_eq(run("502 Bad Gateway", "", body, 0, &status, err, sizeof(err), &seen,
                          "user:pw-Secret9@", &c), TP_ES_RETRY);
     ck_assert_str_eq(err, "HTTP 502: echo [hidden] and [hidden] and [hidden] and [hidden]");
-    /* The request did carry the token and the Basic credentials. */
+    /* The request did carry the token (signed requests use no Basic
+     * credentials: the Authorization header is SigV4's). */
     ck_assert_ptr_nonnull(strstr(c.request, TOKEN));
-    ck_assert_ptr_nonnull(strstr(c.request, "dXNlcjpwdy1TZWNyZXQ5"));
 
     ck_assert_int_eq(run("200 OK", "", bulk, 1, &status, err, sizeof(err), &seen, "", &c),
                      TP_ES_OK);
