@@ -73,7 +73,7 @@ int tp_spool_bulk_pair(tp_buf *out, const char *index, const char *type, const c
                        const char *doc, size_t doc_len);
 
 /* Split one _bulk pair (action line + document line, as in a batch's body)
- * at data[0..len): *doc and *doc_len the document line without its newline,
+ * at data[0..len): *doc and *doc_len: the document line without its newline,
  * and its _id (from the action line) into id (idcap bytes, "" when there is
  * none or it does not fit).  Returns 0 or -1 when malformed.  Bounded: never
  * reads past len. */
