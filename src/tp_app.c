@@ -123,38 +123,20 @@ static void dead_letter(tp_app *app, const char *id, long status, const char *re
 
 typedef struct bulk_ctx {
     tp_app *app;
-    const char *data;
-    const off_t *offsets;      /* end of each entry in the file */
-    off_t base;                /* file offset of data[0]         */
+    const tp_batch *batch;
     long n;
     long prefix;               /* entries done, in order          */
     int stopped;               /* an item must be tried again     */
     unsigned long delivered, deadletters;  /* counted in app->n after */
 } bulk_ctx;
 
-/* The _id of entry i (from its action line) into id. */
-static void entry_id(const char *e, size_t len, char *id, size_t idcap)
-{
-    const char *p = memmem(e, len, "\"_id\":\"", 7), *q;
-
-    id[0] = '\0';
-    if (!p)
-        return;
-    p += 7;
-    q = memchr(p, '"', len - (size_t)(p - e));
-    if (q && (size_t)(q - p) < idcap) {
-        memcpy(id, p, (size_t)(q - p));
-        id[q - p] = '\0';
-    }
-}
-
 static void on_item(void *ctx, size_t i, long status, const char *reason)
 {
     bulk_ctx *b = ctx;
-    off_t start, end;
-    const char *e, *doc;
-    size_t elen, dlen;
-    char id[64];
+    size_t start;
+    const char *doc;
+    size_t dlen;
+    char id[256];
 
     if (b->stopped || (long)i >= b->n || (long)i != b->prefix)
         return;
@@ -169,12 +151,9 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
         return;
     }
     /* Rejected for good: a dead letter, and on with the next one. */
-    start = i ? b->offsets[i - 1] : b->base;
-    end = b->offsets[i];
-    e = b->data + (start - b->base);
-    elen = (size_t)(end - start);
-    entry_id(e, elen, id, sizeof(id));
-    if (tp_spool_entry_doc(e, elen, &doc, &dlen) < 0) {
+    start = i ? b->batch->cut[i - 1] : 0;
+    if (tp_spool_pair_split(b->batch->body + start, b->batch->cut[i] - start, &doc, &dlen,
+                            id, sizeof(id)) < 0) {
         doc = "";
         dlen = 0;
     }
@@ -199,9 +178,7 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
  */
 static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
 {
-    const char *data;
-    size_t len;
-    const off_t *offsets;
+    tp_batch batch;
     bulk_ctx b;
     char err[512];
     long status = 0, n, took;
@@ -218,8 +195,11 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
     if (own)
         app->deliverer_busy = 1;
     pthread_mutex_unlock(&app->lock);
-    n = tp_journal_pending(j, end, BULK_MAX_ENTRIES, BULK_MAX_BYTES, &data, &len, &offsets,
+    n = tp_journal_pending(j, end, BULK_MAX_ENTRIES, BULK_MAX_BYTES, &batch,
                            err, sizeof(err));
+    if (n >= 0 && batch.damaged)
+        tp_log("journal %s: %ld damaged regions (%lld bytes) skipped, saved to %s",
+               tp_journal_path(j), batch.damaged, batch.damaged_bytes, batch.damaged_path);
     if (n <= 0) {
         pthread_mutex_lock(&app->lock);
         if (own)
@@ -227,19 +207,18 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
         if (n < 0)
             tp_log_limited(&app->deliver_log, time(NULL), "journal %s: %s",
                            tp_journal_path(j), err);
-        else if (tp_journal_mark(j, end, err, sizeof(err)) < 0)   /* cut short: skip */
+        else if (tp_journal_mark(j, batch.consumed, err, sizeof(err)) < 0)
             tp_log("journal %s: %s", tp_journal_path(j), err);
-        return 0;
+        return n < 0 || batch.consumed == end ? 0 : 1;
     }
     memset(&b, 0, sizeof(b));
     b.app = app;
     b.n = n;
-    b.base = tp_journal_done(j);
-    b.data = data;
-    b.offsets = offsets;
+    b.batch = &batch;
 
     t0 = mono_now();
-    r = tp_es_request(es, "POST", "/_bulk", BULK_QUERY, "application/x-ndjson", data, len,
+    r = tp_es_request(es, "POST", "/_bulk", BULK_QUERY, "application/x-ndjson", batch.body,
+                      batch.len,
                       time(NULL), &status, err, sizeof(err));
     took = ms_since(t0);
     /* The answer is read without the lock (a big batch's takes a few ms):
@@ -261,9 +240,11 @@ static int deliver_batch(tp_app *app, tp_es *es, tp_journal *j, int own)
          * take _bulk from us; keep everything and try later. */
         r = TP_ES_RETRY;
     }
-    if (b.prefix > 0 && tp_journal_mark(j, offsets[b.prefix - 1], err, sizeof(err)) < 0)
+    if (b.prefix > 0 &&
+        tp_journal_mark(j, b.prefix == n ? batch.consumed : batch.end[b.prefix - 1],
+                        err, sizeof(err)) < 0)
         tp_log("journal %s: %s", tp_journal_path(j), err);
-    if (len > LINGER_BYTES && tp_journal_done(j) == tp_journal_size(j)) {
+    if (batch.len > LINGER_BYTES && tp_journal_done(j) == tp_journal_size(j)) {
         /* A backlog is delivered: glibc keeps the pages of what it took
          * (the batches' buffers) in the thread's arena; give them back. */
         malloc_trim(0);
@@ -295,15 +276,19 @@ static void take_orphan(void *ctx, const char *path)
 {
     orphan_ctx *o = ctx;
     tp_app *app = o->app;
-    char err[256];
+    char err[256], dest[TP_SPOOL_DEST_MAX];
     tp_journal *j;
+    tp_claim why;
     int rc;
 
     if (app->quit || known_down(app))
         return;
-    j = tp_journal_claim(path, err, sizeof(err));
+    if (tp_spool_destination(app->cfg.es_url, app->cfg.es_index, app->cfg.es_type, dest,
+                             sizeof(dest)) < 0)
+        return;
+    j = tp_journal_claim(path, dest, &why, err, sizeof(err));
     if (!j) {
-        if (err[0])
+        if (why == TP_CLAIM_ERROR)
             tp_log_limited(&app->deliver_log, time(NULL), "cannot claim %s: %s", path, err);
         return;
     }
@@ -418,7 +403,16 @@ int tp_app_init(tp_app *app, char *const *envp, char *err, size_t errlen)
         return -1;
     if (!app->cfg.spool_dir[0])
         return 0;                  /* no journal: failures are dropped */
-    app->journal = tp_journal_create(app->cfg.spool_dir, (int)app->cfg.spool_fsync, err, errlen);
+    {
+        char dest[TP_SPOOL_DEST_MAX];
+        if (tp_spool_destination(app->cfg.es_url, app->cfg.es_index, app->cfg.es_type, dest,
+                                 sizeof(dest)) < 0) {
+            snprintf(err, errlen, "TRACKPIXEL_ES_URL and TRACKPIXEL_ES_INDEX: too long");
+            return -1;
+        }
+        app->journal = tp_journal_create(app->cfg.spool_dir, dest, (int)app->cfg.spool_fsync,
+                                         err, errlen);
+    }
     if (!app->journal)
         return -1;
     /* The deliverer takes no signals: SIGTERM and the like must reach the
@@ -503,26 +497,10 @@ static size_t read_body(tp_app *app, const tp_io *io, int *complete)
 /* Journal first: the entry is on disk before the pixel is served. */
 static void journal_hit(tp_app *app, tp_hit *hit)
 {
-    char action[256], err[256];
-    long alen = tp_output_action(app->cfg.es_index, app->cfg.es_type, hit->request_id,
-                                 action, sizeof(action));
-    size_t need = (size_t)alen + 1 + hit->len + 1;
+    char err[256];
+    size_t need = hit->len + 128;     /* about: the frame and the action line */
     time_t now = time(NULL);
     int was_empty;
-
-    if (alen < 0)
-        return;
-    if (need > app->entry_cap) {
-        char *nb = realloc(app->entry, need);
-        if (!nb)
-            return;
-        app->entry = nb;
-        app->entry_cap = need;
-    }
-    memcpy(app->entry, action, (size_t)alen);
-    app->entry[alen] = '\n';
-    memcpy(app->entry + alen + 1, hit->text, hit->len);
-    app->entry[need - 1] = '\n';
 
     pthread_mutex_lock(&app->lock);
     was_empty = tp_journal_done(app->journal) == tp_journal_size(app->journal);
@@ -534,7 +512,8 @@ static void journal_hit(tp_app *app, tp_hit *hit)
                        app->cfg.spool_max_mb, hit->request_id, app->n.dropped);
         tp_doc_free(hit->doc);
         hit->doc = NULL;
-    } else if (tp_journal_append(app->journal, app->entry, need, &hit->start, &hit->end,
+    } else if (tp_journal_append(app->journal, app->cfg.es_index, app->cfg.es_type,
+                                 hit->request_id, hit->text, hit->len, &hit->start, &hit->end,
                                  err, sizeof(err)) < 0) {
         app->n.journal_errors++;
         tp_log_limited(&app->journal_log, now, "journal append failed (%lu so far), hit %s "
