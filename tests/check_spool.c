@@ -530,6 +530,35 @@ START_TEST(damaged_regions_are_skipped_and_saved)
 }
 END_TEST
 
+/* A region larger than the reader's search window (3 MiB of garbage, a
+ * few '#' in it): read in pieces, saved whole, reported once. */
+START_TEST(large_damaged_region_reported_once)
+{
+    tp_buf f = { 0 }, a = { 0 };
+    size_t glen = 3 * 1024 * 1024, i, saved_len;
+    char *saved;
+    drained d;
+
+    make_dir();
+    tp_buf_put(&f, TP_LIT(HEADER));
+    tp_buf_reserve(&f, glen);
+    for (i = 0; i < glen; i++)
+        f.data[f.len + i] = i % 1000 == 999 ? '#' : (char)('a' + i % 26);
+    f.len += glen;
+    put_entry_s(&a, PAIR_A);
+    tp_buf_put(&f, a.data, a.len);
+    claim_and_drain(f.data, f.len, &d, &saved, &saved_len);
+    ck_assert_str_eq(d.ids, "a");
+    ck_assert_int_eq(d.damaged, 1);
+    ck_assert_int_eq(d.damaged_bytes, (long long)glen);
+    ck_assert_uint_eq(saved_len, glen);
+    ck_assert_int_eq(memcmp(saved, f.data + strlen(HEADER), glen), 0);
+    free(saved);
+    tp_buf_free(&f);
+    tp_buf_free(&a);
+}
+END_TEST
+
 /* A region is saved and reported once, however often it is read again
  * (a batch whose delivery failed is read again from the same offset). */
 START_TEST(damaged_region_reported_once)
@@ -1082,6 +1111,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, zeroed_page_in_the_middle);
     tcase_add_test(tc, damaged_regions_are_skipped_and_saved);
     tcase_add_test(tc, damaged_region_reported_once);
+    tcase_add_test(tc, large_damaged_region_reported_once);
     tcase_add_test(tc, legacy_journal_saved_aside_whole);
     tcase_add_test(tc, claim_by_destination);
     tcase_add_test(tc, orphan_claimed_only_when_its_worker_is_gone);
