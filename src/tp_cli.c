@@ -3,6 +3,7 @@
 
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -20,7 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
         "Usage: trackpixel            serve (FastCGI on the socket on stdin, or one CGI request)\n"
         "       trackpixel --check    print the configuration (secrets masked) and test the cluster\n"
-        "       trackpixel --replay FILE  send a journal or dead-letter file to the cluster\n"
+        "       trackpixel --replay FILE  send a journal, _bulk, damaged.* or dead-letter file\n"
         "       trackpixel --spool-status print the backlog in TRACKPIXEL_SPOOL_DIR\n"
         "       trackpixel --help     this text\n"
         "       trackpixel --version  the version\n"
@@ -100,34 +101,39 @@ done:
     return rc;
 }
 
-/* One document of a replayed file: id and its JSON text. */
-static void replay_one(tp_es *es, const char *id, const char *doc, size_t len,
-                       long *accepted, long *rejected, long *unsent)
+/* What --replay sent, and how it went. */
+typedef struct replay_ctx {
+    tp_es *es;
+    long accepted, rejected, unsent;
+} replay_ctx;
+
+/* One document of a replayed file: its _id and JSON text. */
+static void replay_one(void *ctx, const char *id, const char *doc, size_t len)
 {
+    replay_ctx *rc = ctx;
     char err[512];
     long status = 0;
-    tp_es_result r = tp_es_create(es, id, doc, len, time(NULL), &status, err, sizeof(err));
+    tp_es_result r = tp_es_create(rc->es, id, doc, len, time(NULL), &status, err, sizeof(err));
 
     if (r == TP_ES_OK) {
-        (*accepted)++;
+        rc->accepted++;
     } else if (r == TP_ES_REJECT) {
-        (*rejected)++;
+        rc->rejected++;
         printf("rejected %s: %s\n", id, err);
     } else {
-        (*unsent)++;
+        rc->unsent++;
         printf("not sent %s: %s\n", id, err);
     }
 }
 
+/* Send the documents of a journal, _bulk file (TRACKPIXEL_OUTPUT, a
+ * damaged.* file) or dead-letter file, one create each. */
 static int replay(const char *path, char *const *envp)
 {
     tp_config cfg;
-    tp_es *es = NULL;
-    FILE *f = NULL;
-    char err[512], *line = NULL, *action_id = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long accepted = 0, rejected = 0, unsent = 0, malformed = 0;
+    replay_ctx ctx = { 0 };
+    char err[512];
+    long skipped = 0;
     int rc = 1;
 
     if (tp_config_load(&cfg, envp, err, sizeof(err)) < 0) {
@@ -138,67 +144,55 @@ static int replay(const char *path, char *const *envp)
         fprintf(stderr, "trackpixel: --replay needs TRACKPIXEL_ES_URL\n");
         goto done;
     }
-    es = tp_es_new(&cfg, err, sizeof(err));
-    if (!es) {
+    ctx.es = tp_es_new(&cfg, err, sizeof(err));
+    if (!ctx.es) {
         fprintf(stderr, "trackpixel: %s\n", err);
         goto done;
     }
-    f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "trackpixel: cannot open %s\n", path);
+    if (tp_spool_each_document(path, replay_one, &ctx, &skipped, err, sizeof(err)) < 0) {
+        fprintf(stderr, "trackpixel: %s\n", err);
         goto done;
     }
-    /* Journal lines come in pairs (a _bulk action, then the document);
-     * dead letters are one line each with the document inside. */
-    while ((n = getline(&line, &cap, f)) > 0) {
-        json_object *j, *meta = NULL, *id = NULL, *doc = NULL;
-
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n == 0)
-            continue;
-        if (action_id) {
-            replay_one(es, action_id, line, (size_t)n, &accepted, &rejected, &unsent);
-            free(action_id);
-            action_id = NULL;
-            continue;
-        }
-        j = json_tokener_parse(line);
-        if (j && (json_object_object_get_ex(j, "create", &meta) ||
-                  json_object_object_get_ex(j, "index", &meta)) &&
-            json_object_object_get_ex(meta, "_id", &id)) {
-            action_id = strdup(json_object_get_string(id));
-        } else if (j && json_object_object_get_ex(j, "document", &doc) &&
-                   json_object_object_get_ex(j, "_id", &id)) {
-            size_t dlen = 0;
-            const char *text = json_object_to_json_string_length(doc,
-                JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &dlen);
-            replay_one(es, json_object_get_string(id), text, dlen,
-                       &accepted, &rejected, &unsent);
-        } else {
-            malformed++;
-        }
-        json_object_put(j);
-    }
-    if (action_id)
-        malformed++;
     printf("replayed %s: %ld accepted, %ld rejected, %ld not sent, %ld malformed lines\n",
-           path, accepted, rejected, unsent, malformed);
-    rc = (rejected || unsent || malformed) ? 1 : 0;
+           path, ctx.accepted, ctx.rejected, ctx.unsent, skipped);
+    rc = (ctx.rejected || ctx.unsent || skipped) ? 1 : 0;
 done:
-    if (f)
-        fclose(f);
-    free(line);
-    free(action_id);
-    tp_es_free(es);
+    tp_es_free(ctx.es);
     tp_config_free(&cfg);
     return rc;
+}
+
+/* The journals' destinations, pending entries and oldest pending hit. */
+static void print_pending(const tp_spool_stat *st)
+{
+    long i;
+
+    for (i = 0; i < st->ndests; i++)
+        printf("  for %s: %ld entries\n",
+               st->dest[i][0] ? st->dest[i] : "(an older journal, any destination)",
+               st->dest_entries[i]);
+    if (st->oldest_ms) {
+        struct timespec now;
+        struct tm tm;
+        time_t t = (time_t)(st->oldest_ms / 1000);
+        char when[32];
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("pending: %ld entries, %lld bytes, oldest %lld s (a hit of %s)\n", st->entries,
+               st->bytes,
+               ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - st->oldest_ms) / 1000,
+               when);
+    } else {
+        printf("pending: %ld entries, %lld bytes\n", st->entries, st->bytes);
+    }
 }
 
 static int spool_status(char *const *envp)
 {
     tp_config cfg;
-    tp_spool_stat st;
+    tp_spool_stat *st = NULL;
     char err[512];
     int rc = 1;
 
@@ -211,24 +205,21 @@ static int spool_status(char *const *envp)
         rc = 0;
         goto done;
     }
-    if (tp_spool_stat_dir(cfg.spool_dir, 1, &st, err, sizeof(err)) < 0) {
-        fprintf(stderr, "trackpixel: %s\n", err);
+    st = malloc(sizeof(*st));          /* 16 KiB of destinations: not on the stack */
+    if (!st || tp_spool_stat_dir(cfg.spool_dir, 1, st, err, sizeof(err)) < 0) {
+        fprintf(stderr, "trackpixel: %s\n", st ? err : "out of memory");
         goto done;
     }
-    printf("spool: %s (%lld of %ld MiB)\n", cfg.spool_dir, st.total_bytes / (1024 * 1024),
+    printf("spool: %s (%lld of %ld MiB)\n", cfg.spool_dir, st->total_bytes / (1024 * 1024),
            cfg.spool_max_mb);
-    printf("journals: %ld (%ld without a live worker)\n", st.journals, st.orphans);
-    if (st.oldest_ms) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        printf("pending: %ld entries, %lld bytes, oldest %lld s\n", st.entries, st.bytes,
-               ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - st.oldest_ms) / 1000);
-    } else {
-        printf("pending: %ld entries, %lld bytes\n", st.entries, st.bytes);
-    }
-    printf("dead letters: %ld (%s/%s)\n", st.deadletters, cfg.spool_dir, TP_SPOOL_DEADLETTER);
+    printf("journals: %ld (%ld without a live worker)\n", st->journals, st->orphans);
+    print_pending(st);
+    printf("damaged: %ld files (%s/" TP_SPOOL_DAMAGED_PREFIX "*, send with --replay)\n",
+           st->damaged_files, cfg.spool_dir);
+    printf("dead letters: %ld (%s/%s)\n", st->deadletters, cfg.spool_dir, TP_SPOOL_DEADLETTER);
     rc = 0;
 done:
+    free(st);
     tp_config_free(&cfg);
     return rc;
 }

@@ -5,16 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
-#include "tp_json.h"
+#include "tp_buf.h"
+#include "tp_spool.h"
 
 struct tp_output {
     int fd;
-    char *buf;        /* reused line buffer */
-    size_t cap;
+    tp_buf pair;      /* reused for each document */
 };
 
 tp_output *tp_output_open(const char *path, char *err, size_t errlen)
@@ -34,29 +34,38 @@ tp_output *tp_output_open(const char *path, char *err, size_t errlen)
     return out;
 }
 
-/* A string literal and its length. */
-#define LIT(s) s, sizeof(s) - 1
-
-long tp_output_action(const char *index, const char *type, const char *id,
-                      char *buf, size_t cap)
+/* One write under the file's lock; a short one is truncated back to the
+ * size before it (read under the same lock). */
+static int write_locked(int fd, const char *data, size_t len, char *err, size_t errlen)
 {
-    tp_buf b = { 0 };
-    long rc = -1;
+    struct stat sb;
+    ssize_t w = -1;
+    int rc = -1;
 
-    tp_buf_put(&b, LIT("{\"create\":{\"_index\":"));
-    tp_json_string(&b, index, strlen(index));
-    if (type) {
-        tp_buf_put(&b, LIT(",\"_type\":"));
-        tp_json_string(&b, type, strlen(type));
+    while (flock(fd, LOCK_EX) < 0) {
+        if (errno != EINTR) {
+            snprintf(err, errlen, "flock: %s", strerror(errno));
+            return -1;
+        }
     }
-    tp_buf_put(&b, LIT(",\"_id\":"));
-    tp_json_string(&b, id, strlen(id));
-    tp_buf_put(&b, LIT("}}"));
-    if (!b.oom && b.len + 1 <= cap) {
-        memcpy(buf, b.data, b.len + 1);
-        rc = (long)b.len;
+    if (fstat(fd, &sb) < 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        goto done;
     }
-    tp_buf_free(&b);
+    do {
+        w = write(fd, data, len);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0)
+        snprintf(err, errlen, "write: %s", strerror(errno));
+    else if ((size_t)w != len && ftruncate(fd, sb.st_size) < 0)
+        snprintf(err, errlen, "short write (%zd of %zu bytes), not taken back: %s",
+                 w, len, strerror(errno));
+    else if ((size_t)w != len)
+        snprintf(err, errlen, "short write (%zd of %zu bytes): disk full?", w, len);
+    else
+        rc = 0;
+done:
+    flock(fd, LOCK_UN);
     return rc;
 }
 
@@ -64,43 +73,12 @@ int tp_output_append(tp_output *out, const char *index, const char *type,
                      const char *id, const char *doc, size_t doc_len,
                      char *err, size_t errlen)
 {
-    char action[512];
-    long alen = tp_output_action(index, type, id, action, sizeof(action));
-    size_t need;
-    ssize_t w;
-
-    if (alen < 0) {
-        snprintf(err, errlen, "cannot build the _bulk action line");
+    tp_buf_reset(&out->pair);
+    if (tp_spool_bulk_pair(&out->pair, index, type, id, doc, doc_len) < 0) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    need = (size_t)alen + 1 + doc_len + 1;
-    if (need > out->cap) {
-        char *nb = realloc(out->buf, need);
-        if (!nb) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        out->buf = nb;
-        out->cap = need;
-    }
-    memcpy(out->buf, action, (size_t)alen);
-    out->buf[alen] = '\n';
-    memcpy(out->buf + alen + 1, doc, doc_len);
-    out->buf[need - 1] = '\n';
-
-    /* One write: O_APPEND makes it atomic against other workers' appends. */
-    do {
-        w = write(out->fd, out->buf, need);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0) {
-        snprintf(err, errlen, "write: %s", strerror(errno));
-        return -1;
-    }
-    if ((size_t)w != need) {
-        snprintf(err, errlen, "short write (%zd of %zu bytes): disk full?", w, need);
-        return -1;
-    }
-    return 0;
+    return write_locked(out->fd, out->pair.data, out->pair.len, err, errlen);
 }
 
 void tp_output_close(tp_output *out)
@@ -109,6 +87,6 @@ void tp_output_close(tp_output *out)
         return;
     if (out->fd >= 0)
         close(out->fd);
-    free(out->buf);
+    tp_buf_free(&out->pair);
     free(out);
 }

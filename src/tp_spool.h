@@ -24,7 +24,7 @@
  * digits.  An entry is trusted only when its frame parses, its length fits,
  * its checksum matches and its two lines are a _bulk action line and a
  * document.  Anything else (a stray line, a zeroed page after a crash, half
- * an entry) is a damaged region: it is skipped up to the next valid frame,
+ * an entry) is a damaged region: it is skipped up to the next valid entry,
  * appended as it was to damaged.<journal name> in the spool for inspection,
  * and reported to the caller, which counts and logs it.
  *
@@ -60,8 +60,10 @@
 /* ---------------------------------------------------------- entries */
 
 /* The destination recorded in a journal: "<url> <index>[ <type>]", the
- * URL without userinfo (never credentials) and without a trailing '/'.
- * Returns 0, or -1 when it does not fit in cap (TP_SPOOL_DEST_MAX). */
+ * URL without userinfo (never credentials) and without a trailing '/'
+ * (libcurl's URL parser; the host is kept as written).  An empty type is
+ * no type.  Returns 0, or -1 (out "") when it does not fit in cap
+ * (TP_SPOOL_DEST_MAX) or es_url does not parse. */
 int tp_spool_destination(const char *es_url, const char *index, const char *type,
                          char *out, size_t cap);
 
@@ -99,10 +101,12 @@ typedef enum tp_claim {
 } tp_claim;
 
 /* Claim the journal at path if no live worker holds it and it belongs to
- * dest.  A journal without a first line of format 2 (written by an older
- * version) is claimed by any destination, and its content is all one
- * damaged region (saved aside whole, so `trackpixel --replay` can send it).
- * Sets *why; returns the journal only with TP_CLAIM_OK. */
+ * dest.  A journal without a first line (written by an older version) is
+ * claimed by any destination, and its content (from its .done offset, 0
+ * when it has none) is all one damaged region: saved aside whole, so
+ * `trackpixel --replay` can send it.  A first line of another format
+ * version is TP_CLAIM_ELSEWHERE.  Sets *why; returns the journal only with
+ * TP_CLAIM_OK. */
 tp_journal *tp_journal_claim(const char *path, const char *dest, tp_claim *why,
                              char *err, size_t errlen);
 
@@ -152,8 +156,10 @@ typedef struct tp_batch {
  * so it may run without that lock while appends go on after upto): at most
  * max_entries entries and about max_bytes bytes of body (at least one
  * entry, however large).  Returns the number of entries (b->n), or -1 with
- * err set.  0 entries with b->consumed > done(): only damaged regions were
- * found, the caller marks b->consumed.
+ * err set (also when a damaged region cannot be saved aside, a full disk:
+ * nothing is skipped unsaved, the caller tries again later).  0 entries
+ * with b->consumed > done(): only damaged regions were found, the caller
+ * marks b->consumed.
  */
 long tp_journal_pending(tp_journal *j, off_t upto, size_t max_entries, size_t max_bytes,
                         tp_batch *b, char *err, size_t errlen);

@@ -7,7 +7,7 @@
 
 #include "tp_check.h"
 #include "tp_json.h"
-#include "tp_output.h"
+#include "tp_spool.h"
 
 #define FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
@@ -72,20 +72,20 @@ START_TEST(utf8_and_growth)
 }
 END_TEST
 
-/* The _bulk action line (tp_output, written with tp_json). */
+/* The _bulk pair (tp_spool_bulk_pair, written with tp_json). */
 START_TEST(action_line)
 {
-    char buf[256];
+    tp_buf b = { 0 };
     const char *id = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
-    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, sizeof(buf)), 75);
-    ck_assert_str_eq(buf, "{\"create\":{\"_index\":\"events\",\"_id\":"
-                          "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}");
-    ck_assert_int_eq(tp_output_action("events", "_doc", id, buf, sizeof(buf)), 90);
-    ck_assert_str_eq(buf, "{\"create\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":"
-                          "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}");
-    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, 75), -1);
-    ck_assert_int_eq(tp_output_action("events", NULL, id, buf, 76), 75);
+    ck_assert_int_eq(tp_spool_bulk_pair(&b, "events", NULL, id, "{}", 2), 0);
+    ck_assert_str_eq(b.data, "{\"create\":{\"_index\":\"events\",\"_id\":"
+                             "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}\n{}\n");
+    tp_buf_reset(&b);
+    ck_assert_int_eq(tp_spool_bulk_pair(&b, "ev\"ents", "_doc", id, "{}", 2), 0);
+    ck_assert_str_eq(b.data, "{\"create\":{\"_index\":\"ev\\\"ents\",\"_type\":\"_doc\",\"_id\":"
+                             "\"0f8fad5b-d9cb-469f-a165-70867728950e\"}}\n{}\n");
+    tp_buf_free(&b);
 }
 END_TEST
 
