@@ -368,16 +368,30 @@ static int build_querystring(builder *b, const char *qs)
     return 0;
 }
 
+/*
+ * 1 when the request carries a body: CONTENT_LENGTH is set, not empty and
+ * not a zero.  Servers set CONTENT_LENGTH (lighttpd "0" on every request)
+ * and CONTENT_TYPE themselves; without a body no client sent those headers.
+ */
+static int has_body(const char *content_length)
+{
+    if (!content_length || !*content_length)
+        return 0;
+    return content_length[strspn(content_length, "0")] != '\0';
+}
+
 static int build_headers(builder *b, char *const *envp)
 {
     char name[512];
-    int full = 0;
+    int full = 0, body = has_body(b->v.content_length);
 
     for (; envp && *envp; envp++) {
         const char *e = *envp, *eq = strchr(e, '=');
         long nlen;
 
         if (!eq)
+            continue;
+        if (!body && strncmp(e, "CONTENT_", 8) == 0)
             continue;
         nlen = tp_header_name(e, (size_t)(eq - e), name, sizeof(name));
         if (nlen == 0)

@@ -174,6 +174,32 @@ static const row rows[] = {
     { "POST Content-Length not a number is not compared", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=x7", NULL },
       "{\"a\":1}", "{\"a\":1}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"x7\"}}", "{}",
       "POST", "", "", "", "", "" },
+    /* Content-Length and Content-Type are recorded only when the request
+     * carries a body (CONTENT_LENGTH set, not empty and not zero): lighttpd
+     * sets CONTENT_LENGTH=0 on every request, a header no client sent. */
+    { "GET with CONTENT_LENGTH=0 records no Content-Length", 0,
+      { "REQUEST_METHOD=GET", "CONTENT_LENGTH=0", "HTTP_ACCEPT=*/*", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Accept\":\"*/*\"}}", "{}",
+      "GET", "", "", "", "", "" },
+    { "GET with an empty CONTENT_LENGTH and a CONTENT_TYPE records neither", 0,
+      { "REQUEST_METHOD=GET", "CONTENT_LENGTH=", "CONTENT_TYPE=text/plain", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "GET", "", "", "", "", "" },
+    { "HEAD with CONTENT_LENGTH=0 records no Content-Length", 0,
+      { "REQUEST_METHOD=HEAD", "CONTENT_LENGTH=0", "SCRIPT_NAME=/pixel", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "HEAD", "", "", "", "/pixel", "" },
+    { "POST with CONTENT_LENGTH=00 and no body records neither", 0,
+      { "REQUEST_METHOD=POST", "CONTENT_LENGTH=00", "CONTENT_TYPE=application/json", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST with a body records Content-Type and Content-Length", 0,
+      { "REQUEST_METHOD=POST", "CONTENT_LENGTH=7", "HTTP_ACCEPT=*/*",
+        "CONTENT_TYPE=application/json", NULL },
+      "{\"a\":1}", "{\"a\":1}",
+      "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"7\","
+      "\"Accept\":\"*/*\",\"Content-Type\":\"application/json\"}}", "{}",
+      "POST", "", "", "", "", "" },
     /* json-c's strict mode still reads these; they are not JSON (and "1." came
      * back out as it stood, so Elasticsearch refused the whole document). */
     { "POST number '1.' is not JSON", 0, { "REQUEST_METHOD=POST", NULL },
