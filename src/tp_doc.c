@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "tp_header.h"
+#include "tp_hex.h"
 #include "tp_json.h"
 #include "tp_query.h"
 #include "tp_utf8.h"
@@ -529,11 +530,6 @@ static int jdigits(jscan *j)
     return j->p > start;
 }
 
-static int jhex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static int jstring(jscan *j)
 {
     j->p++;                                   /* the opening quote */
@@ -548,9 +544,11 @@ static int jstring(jscan *j)
                 return 0;
             c = (unsigned char)*j->p++;
             if (c == 'u') {
-                if (j->end - j->p < 4 || !jhex(j->p[0]) || !jhex(j->p[1]) ||
-                    !jhex(j->p[2]) || !jhex(j->p[3]))
+                if (j->end - j->p < 4)
                     return 0;
+                for (int k = 0; k < 4; k++)
+                    if (tp_hexval((unsigned char)j->p[k]) < 0)
+                        return 0;
                 j->p += 4;
             } else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
                 return 0;
