@@ -45,7 +45,7 @@ typedef struct pair {
 } pair;
 
 /* An object of string members in insertion order; a repeated name keeps
- * its place and takes the last value (as json-c's object_add did).  Names
+ * its place and takes the last value (as a JSON object read back would).  Names
  * are found through an open-addressing index (a query string can repeat a
  * name thousands of times). */
 typedef struct pairs {
