@@ -567,46 +567,78 @@ static int jliteral(jscan *j, const char *word)
     return 1;
 }
 
+static int jvalue(jscan *j, int depth);
+
+/* An object or an array, j->p at its '{' or '['. */
+static int jcontainer(jscan *j, int depth)
+{
+    char close = *j->p == '{' ? '}' : ']';
+    int object = close == '}';
+
+    if (depth >= BODY_DEPTH)
+        return 0;
+    j->p++;
+    jws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        if (object) {
+            if (j->p >= j->end || *j->p != '"' || !jstring(j))
+                return 0;
+            jws(j);
+            if (j->p >= j->end || *j->p++ != ':')
+                return 0;
+            jws(j);
+        }
+        if (!jvalue(j, depth + 1))
+            return 0;
+        jws(j);
+        if (j->p >= j->end)
+            return 0;
+        if (*j->p == close) {
+            j->p++;
+            return 1;
+        }
+        if (*j->p++ != ',')
+            return 0;
+        jws(j);
+    }
+}
+
+/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+static int jnumber(jscan *j)
+{
+    if (*j->p == '-')
+        j->p++;
+    if (j->p < j->end && *j->p == '0')
+        j->p++;
+    else if (!jdigits(j))
+        return 0;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (!jdigits(j))
+            return 0;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (!jdigits(j))
+            return 0;
+    }
+    return 1;
+}
+
 static int jvalue(jscan *j, int depth)
 {
     if (j->p >= j->end)
         return 0;
     switch (*j->p) {
     case '{':
-    case '[': {
-        char close = *j->p == '{' ? '}' : ']';
-        int object = close == '}';
-        if (depth >= BODY_DEPTH)
-            return 0;
-        j->p++;
-        jws(j);
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            return 1;
-        }
-        for (;;) {
-            if (object) {
-                if (j->p >= j->end || *j->p != '"' || !jstring(j))
-                    return 0;
-                jws(j);
-                if (j->p >= j->end || *j->p++ != ':')
-                    return 0;
-                jws(j);
-            }
-            if (!jvalue(j, depth + 1))
-                return 0;
-            jws(j);
-            if (j->p >= j->end)
-                return 0;
-            if (*j->p == close) {
-                j->p++;
-                return 1;
-            }
-            if (*j->p++ != ',')
-                return 0;
-            jws(j);
-        }
-    }
+    case '[':
+        return jcontainer(j, depth);
     case '"':
         return jstring(j);
     case 't':
@@ -616,25 +648,7 @@ static int jvalue(jscan *j, int depth)
     case 'n':
         return jliteral(j, "null");
     default:
-        if (*j->p == '-')
-            j->p++;
-        if (j->p < j->end && *j->p == '0')
-            j->p++;
-        else if (!jdigits(j))
-            return 0;
-        if (j->p < j->end && *j->p == '.') {
-            j->p++;
-            if (!jdigits(j))
-                return 0;
-        }
-        if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-            j->p++;
-            if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-                j->p++;
-            if (!jdigits(j))
-                return 0;
-        }
-        return 1;
+        return jnumber(j);
     }
 }
 
@@ -666,14 +680,40 @@ static int declared_length_matches(const char *cl, size_t len)
     return n == (unsigned long long)len;
 }
 
+/* The body as json-c reads it, or NULL when it is not strict JSON (or
+ * memory ran out).  Invalid UTF-8 inside strings becomes U+FFFD before
+ * parsing, so the body's other fields survive. */
+static json_object *parse_body(const char *body, size_t len)
+{
+    json_object *parsed = NULL;
+    json_tokener *tok = NULL;
+    size_t flen;
+    char *fixed = tp_utf8_repair_dup(body, len, 0, &flen, NULL);
+
+    if (!fixed || !json_strict(fixed, flen))
+        goto done;
+    tok = json_tokener_new_ex(BODY_DEPTH);
+    if (!tok)
+        goto done;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(parsed);
+        parsed = NULL;
+    }
+done:
+    if (tok)
+        json_tokener_free(tok);
+    free(fixed);
+    return parsed;
+}
+
 /* body-json: the POST body when it is a JSON object Elasticsearch takes,
  * as json-c prints it; otherwise {}. */
 static int build_body(builder *b, const tp_doc_input *in, const char *method)
 {
     tp_doc *d = b->d;
-    json_object *parsed = NULL;
-    char *fixed = NULL;
-    size_t flen;
+    json_object *parsed;
 
     d->body = keep(d, "{}", 2);
     d->body_empty = 1;
@@ -692,22 +732,7 @@ static int build_body(builder *b, const tp_doc_input *in, const char *method)
         note_cut(b, "body-json", NULL, 0);
         return d->arena.oom ? -1 : 0;
     }
-    /* Invalid UTF-8 inside strings becomes U+FFFD before parsing, so the
-     * body's other fields survive. */
-    fixed = tp_utf8_repair_dup(in->body, in->body_len, 0, &flen, NULL);
-    if (fixed && json_strict(fixed, flen)) {
-        json_tokener *tok = json_tokener_new_ex(BODY_DEPTH);
-        if (tok) {
-            json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-            parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
-            if (json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(parsed);
-                parsed = NULL;
-            }
-            json_tokener_free(tok);
-        }
-    }
-    free(fixed);
+    parsed = parse_body(in->body, in->body_len);
     if (parsed && json_object_is_type(parsed, json_type_object) &&
         es_acceptable(parsed, 1) && json_object_object_length(parsed) > 0) {
         size_t tlen = 0;
@@ -932,47 +957,54 @@ static const size_t context_from_request[] = {
     CTX_HTTP_METHOD, CTX_SOURCE_IP, CTX_USER, CTX_USER_AGENT, CTX_RESOURCE_PATH,
 };
 
-/*
- * Cut number `which` (see tp_doc_serialize): an object becomes {}; for
- * "context", the values from the request become "".  "truncated" then lists
- * label once, and loses the entries under it ("params.querystring.<name>"
- * once the whole query string is gone): they name what is no longer there,
- * and a long list of long names could otherwise keep the document too large
- * by itself.  Returns 1 when something was cut, 0 when there was nothing to
- * cut, -1 when out of memory.
- */
-static int cut(tp_doc *d, int which, const char *label)
+/* Empty part number `which` of the document (see tp_doc_serialize): an
+ * object becomes {}; for "context", the values from the request become "".
+ * 1 when there was something to empty. */
+static int empty_part(tp_doc *d, int which)
 {
-    size_t i, k, llen = strlen(label);
-    int done = 0;
     pairs *ps = NULL;
+    int done = 0;
 
     switch (which) {
     case 0:
-        if (!d->body_empty) {
-            d->body = keep(d, "{}", 2);
-            d->body_empty = 1;
-            done = 1;
-        }
-        break;
+        if (d->body_empty)
+            return 0;
+        d->body = keep(d, "{}", 2);
+        d->body_empty = 1;
+        return 1;
     case 1: ps = &d->query; break;
     case 2: ps = &d->header; break;
     case 3: ps = &d->path; break;
     default:
-        for (i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
+        for (size_t i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
             if (d->ctx[context_from_request[i]].len > 0) {
                 d->ctx[context_from_request[i]].len = 0;
                 done = 1;
             }
         }
+        return done;
     }
-    if (ps && ps->n > 0) {
-        ps->n = 0;
-        memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
-        done = 1;
-    }
-    if (!done)
+    if (ps->n == 0)
         return 0;
+    ps->n = 0;
+    memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
+    return 1;
+}
+
+/*
+ * Cut number `which` (see tp_doc_serialize).  "truncated" then lists label
+ * once, and loses the entries under it ("params.querystring.<name>" once the
+ * whole query string is gone): they name what is no longer there, and a long
+ * list of long names could otherwise keep the document too large by itself.
+ * Returns 1 when something was cut, 0 when there was nothing to cut, -1 when
+ * out of memory.
+ */
+static int cut(tp_doc *d, int which, const char *label)
+{
+    size_t i, k, llen = strlen(label);
+
+    if (!empty_part(d, which))
+        return d->arena.oom ? -1 : 0;
     for (i = k = 0; i < d->ntrunc; i++) {
         const char *t = at(d, d->trunc[i]);
         size_t tlen = d->trunc[i].len;
