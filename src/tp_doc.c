@@ -846,7 +846,7 @@ static int build_stage_vars(builder *b)
 tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
     tp_doc *d = calloc(1, sizeof(*d));
-    builder b = { cfg, d, { NULL } };
+    builder b = { .cfg = cfg, .d = d };
     const char *method;
 
     read_cgi_vars(in->envp, &b.v);
