@@ -100,7 +100,7 @@ static time_t parse_iso8601(const char *s)
     int y, mo, d, h, mi, sec, used = -1;
 
     if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi,
-                    &sec, &used) != 6 || used < 0 || s[used] != '\0')
+                     &sec, &used) != 6 || used < 0 || s[used] != '\0')
         return (time_t)-1;
     return (time_t)(days_from_civil(y, mo, d) * 86400L + h * 3600L +
                     mi * 60L + sec);
@@ -160,7 +160,7 @@ static int load_context(struct vector *v, const char *dir, char *why, size_t why
     v->params.omit_session_token = ctx_bool(v->ctx, "omit_session_token", 0);
     v->params.keep_intermediates = 1;
     if (!v->creds.access_key_id || !v->creds.secret_access_key ||
-       !v->params.region || !v->params.service || v->params.now == (time_t)-1) {
+        !v->params.region || !v->params.service || v->params.now == (time_t)-1) {
         snprintf(why, whylen, "context.json lacks a field");
         return -1;
     }
@@ -299,78 +299,31 @@ START_TEST(test_suite_case_count)
 }
 END_TEST
 
-START_TEST(test_vector)
+/* The result against the case's expected files; the first mismatch in why. */
+static void compare_with_case(const struct vector *v, const tp_sigv4_result *out,
+                              const char *dir, const char *cname, char *why, size_t whylen)
 {
-    const char *cname = case_names[_i];
-    char dir[PATHBUF];
-    char why[512] = "";
-    struct vector v;
-    tp_sigv4_result out, out2;
-    char err[256] = "";
-    char *creq = NULL, *sts = NULL, *sig = NULL, *sreq = NULL;
-    char *auth = NULL, *date = NULL, *sha = NULL, *tok = NULL;
-    tp_sigv4_key_cache cache = { 0 };
-    int rc, i;
+    char *creq = slurp(dir, "header-canonical-request.txt", NULL);
+    char *sts = slurp(dir, "header-string-to-sign.txt", NULL);
+    char *sig = slurp(dir, "header-signature.txt", NULL);
+    char *sreq = slurp(dir, "header-signed-request.txt", NULL);
+    char *auth = sreq ? header_value(sreq, "Authorization") : NULL;
+    char *date = sreq ? header_value(sreq, "X-Amz-Date") : NULL;
+    char *sha = sreq ? header_value(sreq, "x-amz-content-sha256") : NULL;
+    char *tok = sreq ? header_value(sreq, "X-Amz-Security-Token") : NULL;
 
-    memset(&v, 0, sizeof(v));
-    memset(&out, 0, sizeof(out));
-    memset(&out2, 0, sizeof(out2));
-    if (join_path(dir, sizeof(dir), suite_dir, cname, NULL)) {
-        snprintf(why, sizeof(why), "path too long");
-        goto done;
-    }
-    if (load_context(&v, dir, why, sizeof(why)) ||
-       load_request(&v, dir, why, sizeof(why)))
-        goto done;
-
-    rc = tp_sigv4_sign(&v.req, &v.creds, &v.params, &out, err, sizeof(err));
-    if (rc != 0) {
-        snprintf(why, sizeof(why), "tp_sigv4_sign returned %d: %s", rc, err);
-        goto done;
-    }
-    creq = slurp(dir, "header-canonical-request.txt", NULL);
-    sts = slurp(dir, "header-string-to-sign.txt", NULL);
-    sig = slurp(dir, "header-signature.txt", NULL);
-    sreq = slurp(dir, "header-signed-request.txt", NULL);
-    auth = sreq ? header_value(sreq, "Authorization") : NULL;
-    date = sreq ? header_value(sreq, "X-Amz-Date") : NULL;
-    sha = sreq ? header_value(sreq, "x-amz-content-sha256") : NULL;
-    tok = sreq ? header_value(sreq, "X-Amz-Security-Token") : NULL;
-
-    compare(why, sizeof(why), cname, "canonical request", creq, out.canonical_request);
-    compare(why, sizeof(why), cname, "string to sign", sts, out.string_to_sign);
-    compare(why, sizeof(why), cname, "signature", sig, out.signature);
-    compare(why, sizeof(why), cname, "Authorization", auth, out.authorization);
-    compare(why, sizeof(why), cname, "X-Amz-Date", date, out.amz_date);
+    compare(why, whylen, cname, "canonical request", creq, out->canonical_request);
+    compare(why, whylen, cname, "string to sign", sts, out->string_to_sign);
+    compare(why, whylen, cname, "signature", sig, out->signature);
+    compare(why, whylen, cname, "Authorization", auth, out->authorization);
+    compare(why, whylen, cname, "X-Amz-Date", date, out->amz_date);
     /* the headers the caller sends besides Authorization and X-Amz-Date */
-    if (v.params.sign_body)
-        compare(why, sizeof(why), cname, "x-amz-content-sha256", sha, out.content_sha256);
+    if (v->params.sign_body)
+        compare(why, whylen, cname, "x-amz-content-sha256", sha, out->content_sha256);
     else if (sha)
-        compare(why, sizeof(why), cname, "x-amz-content-sha256 (unexpected)", NULL, sha);
-    if (v.creds.session_token || tok)
-        compare(why, sizeof(why), cname, "X-Amz-Security-Token", tok, v.creds.session_token);
-
-    /* without intermediates: same signature, nothing allocated */
-    v.params.keep_intermediates = 0;
-    rc = tp_sigv4_sign(&v.req, &v.creds, &v.params, &out2, err, sizeof(err));
-    if (!why[0] && (rc != 0 || out2.canonical_request || out2.string_to_sign ||
-                   strcmp(out2.authorization, out.authorization) != 0))
-        snprintf(why, sizeof(why), "keep_intermediates=0 differs");
-
-    /* with a key cache: a miss, then a hit, both the same signature */
-    for (i = 0; i < 2 && !why[0]; i++) {
-        tp_sigv4_result_free(&out2);
-        rc = tp_sigv4_sign_cached(&v.req, &v.creds, &v.params, &cache, &out2,
-                                  err, sizeof(err));
-        if (rc != 0 || !cache.valid ||
-           strcmp(out2.authorization, out.authorization) != 0)
-            snprintf(why, sizeof(why), "key cache (pass %d) differs", i + 1);
-    }
-
-done:
-    tp_sigv4_key_cache_clear(&cache);
-    tp_sigv4_result_free(&out);
-    tp_sigv4_result_free(&out2);
+        compare(why, whylen, cname, "x-amz-content-sha256 (unexpected)", NULL, sha);
+    if (v->creds.session_token || tok)
+        compare(why, whylen, cname, "X-Amz-Security-Token", tok, v->creds.session_token);
     free(creq);
     free(sts);
     free(sig);
@@ -379,6 +332,62 @@ done:
     free(date);
     free(sha);
     free(tok);
+}
+
+/* The same signature without intermediates (nothing allocated), and with a
+ * key cache: a miss, then a hit. */
+static void compare_variants(struct vector *v, const tp_sigv4_result *out,
+                             char *why, size_t whylen)
+{
+    tp_sigv4_result out2;
+    tp_sigv4_key_cache cache = { 0 };
+    char err[256] = "";
+    int rc;
+
+    v->params.keep_intermediates = 0;
+    rc = tp_sigv4_sign(&v->req, &v->creds, &v->params, &out2, err, sizeof(err));
+    if (!why[0] && (rc != 0 || out2.canonical_request || out2.string_to_sign ||
+                    strcmp(out2.authorization, out->authorization) != 0))
+        snprintf(why, whylen, "keep_intermediates=0 differs");
+    for (int i = 0; i < 2 && !why[0]; i++) {
+        tp_sigv4_result_free(&out2);
+        rc = tp_sigv4_sign_cached(&v->req, &v->creds, &v->params, &cache, &out2,
+                                  err, sizeof(err));
+        if (rc != 0 || !cache.valid || strcmp(out2.authorization, out->authorization) != 0)
+            snprintf(why, whylen, "key cache (pass %d) differs", i + 1);
+    }
+    tp_sigv4_key_cache_clear(&cache);
+    tp_sigv4_result_free(&out2);
+}
+
+START_TEST(test_vector)
+{
+    const char *cname = case_names[_i];
+    char dir[PATHBUF];
+    char why[512] = "";
+    struct vector v;
+    tp_sigv4_result out;
+    char err[256] = "";
+    int rc;
+
+    memset(&v, 0, sizeof(v));
+    memset(&out, 0, sizeof(out));
+    if (join_path(dir, sizeof(dir), suite_dir, cname, NULL)) {
+        snprintf(why, sizeof(why), "path too long");
+        goto done;
+    }
+    if (load_context(&v, dir, why, sizeof(why)) || load_request(&v, dir, why, sizeof(why)))
+        goto done;
+    rc = tp_sigv4_sign(&v.req, &v.creds, &v.params, &out, err, sizeof(err));
+    if (rc != 0) {
+        snprintf(why, sizeof(why), "tp_sigv4_sign returned %d: %s", rc, err);
+        goto done;
+    }
+    compare_with_case(&v, &out, dir, cname, why, sizeof(why));
+    compare_variants(&v, &out, why, sizeof(why));
+
+done:
+    tp_sigv4_result_free(&out);
     vector_free(&v);
     ck_assert_msg(why[0] == '\0', "%s: %s", cname, why);
 }
@@ -419,7 +428,7 @@ static void find_cases(void)
         if (de->d_name[0] == '.')
             continue;
         if (join_path(path, sizeof(path), suite_dir, de->d_name, "context.json") ||
-           stat(path, &st) != 0)
+            stat(path, &st) != 0)
             continue;
         if (ncases == MAX_CASES) {
             suite_problem = "more test cases than this test can hold";
