@@ -9,6 +9,11 @@ int tp_buf_grow(tp_buf *b, size_t more)
 
     if (b->oom)
         return -1;
+    if (b->max && more >= b->max - b->len) {     /* len + more + 1 > max */
+        b->too_big = 1;
+        b->oom = 1;
+        return -1;
+    }
     if (more > (size_t)-1 / 2 - b->len) {
         b->oom = 1;
         return -1;
@@ -19,6 +24,8 @@ int tp_buf_grow(tp_buf *b, size_t more)
     cap = b->cap ? b->cap : 1024;
     while (cap < want)
         cap *= 2;
+    if (b->max && cap > b->max)
+        cap = b->max;
     p = realloc(b->data, cap);
     if (!p) {
         b->oom = 1;

@@ -2,9 +2,11 @@
  * tp_buf - a growable byte buffer, NUL-terminated after every put.
  *
  * Errors are sticky: once an allocation failed, b->oom is set and later
- * calls do nothing, so a caller checks once at the end.  The buffer's bytes
- * belong to it: tp_buf_free() (an all-zero tp_buf is empty and needs no
- * free).
+ * calls do nothing, so a caller checks once at the end.  A buffer may be
+ * bounded: with max set (before the first put), it never holds more than
+ * max - 1 bytes and their NUL; a put past that fails like an allocation,
+ * and too_big tells the two apart.  The buffer's bytes belong to it:
+ * tp_buf_free() (an all-zero tp_buf is empty, unbounded, and needs no free).
  */
 #ifndef TP_BUF_H
 #define TP_BUF_H
@@ -15,7 +17,9 @@
 typedef struct tp_buf {
     char *data;             /* NUL-terminated when len > 0 or after a put */
     size_t len, cap;
-    int oom;
+    int oom;                /* a put failed: out of memory, or too_big */
+    size_t max;             /* 0: no bound; else len + 1 <= max, always */
+    int too_big;            /* the failure was max, not memory */
 } tp_buf;                   /* all zero: empty */
 
 /* Room for more bytes plus a NUL; 0, or -1 (and oom) when out of memory. */
@@ -42,10 +46,12 @@ static inline void tp_buf_reset(tp_buf *b)
 {
     b->len = 0;
     b->oom = 0;
+    b->too_big = 0;
     if (b->data)
         b->data[0] = '\0';
 }
 
+/* Release the bytes; b is then all zero (its max forgotten too). */
 void tp_buf_free(tp_buf *b);
 
 /* A string literal and its length, for tp_buf_put(b, TP_LIT("...")). */

@@ -197,64 +197,55 @@ static int load_stage_vars(tp_config *cfg, char *const *envp, char *err, size_t 
     return 0;
 }
 
-int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
+/* The kinds held as a long (the others are strings). */
+static int is_number(tp_config_kind kind)
 {
-    size_t i, n = sizeof(vars) / sizeof(vars[0]);
+    return kind == TP_CONF_MS || kind == TP_CONF_COUNT || kind == TP_CONF_BOOL;
+}
 
-    memset(cfg, 0, sizeof(*cfg));
-    for (i = 0; i < n; i++) {
-        const tp_config_var *v = &vars[i];
-        const char *val;
-        char *base = (char *)cfg + slots[i].offset;
+/* A number variable from val, within its kind's range, into *dst. */
+static int load_number(const tp_config_var *v, const char *val, long *dst,
+                       char *err, size_t errlen)
+{
+    long min = v->kind == TP_CONF_BOOL ? 0 : 1;
+    long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 : (1L << 30);
 
-        if (v->kind == TP_CONF_PREFIX) {
-            if (load_stage_vars(cfg, envp, err, errlen) < 0)
-                return -1;
-            continue;
-        }
-        val = tp_env_get(envp, v->name);
-        if (val && !*val && v->def == NULL)
-            val = NULL;                  /* VAR= counts as unset */
-        if (!val)
-            val = v->def;
-
-        switch (v->kind) {
-        case TP_CONF_MS:
-        case TP_CONF_COUNT:
-        case TP_CONF_BOOL: {
-            long min = v->kind == TP_CONF_BOOL ? 0 : 1;
-            long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 : (1L << 30);
-            if (parse_long(val, min, max, (long *)(void *)base) < 0) {
-                snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
-                return -1;
-            }
-            break;
-        }
-        default: {
-            char **dst = (char **)(void *)base;
-            if (!val || (slots[i].fallback && *dst))
-                break;
-            if (v->kind == TP_CONF_URL && !valid_url(val)) {
-                snprintf(err, errlen, "%s: not an http:// or https:// URL with a host "
-                         "(and no query or fragment)", v->name);
-                return -1;
-            }
-            if (v->kind == TP_CONF_INDEX && !valid_index(val)) {
-                snprintf(err, errlen, "%s: not a valid index name (lower case, no "
-                         "spaces or \\/*?\"<>|,#:%%, not starting with - _ +)", v->name);
-                return -1;
-            }
-            free(*dst);
-            *dst = strdup(val);
-            if (!*dst) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            break;
-        }
-        }
+    if (parse_long(val, min, max, dst) < 0) {
+        snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
+        return -1;
     }
+    return 0;
+}
 
+/* A string variable from val (checked by kind) into a new copy at *dst.
+ * A fallback slot already filled by its primary variable is kept. */
+static int load_string(const tp_config_var *v, const char *val, int fallback, char **dst,
+                       char *err, size_t errlen)
+{
+    if (!val || (fallback && *dst))
+        return 0;
+    if (v->kind == TP_CONF_URL && !valid_url(val)) {
+        snprintf(err, errlen, "%s: not an http:// or https:// URL with a host "
+                 "(and no query or fragment)", v->name);
+        return -1;
+    }
+    if (v->kind == TP_CONF_INDEX && !valid_index(val)) {
+        snprintf(err, errlen, "%s: not a valid index name (lower case, no "
+                 "spaces or \\/*?\"<>|,#:%%, not starting with - _ +)", v->name);
+        return -1;
+    }
+    free(*dst);
+    *dst = strdup(val);
+    if (!*dst) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The rules between variables, once all are read. */
+static int check_config(tp_config *cfg, char *err, size_t errlen)
+{
     if (cfg->max_value < 16 || cfg->max_doc < 4096) {
         snprintf(err, errlen, "%s", cfg->max_value < 16 ?
                  "TRACKPIXEL_MAX_VALUE: must be at least 16" :
@@ -276,13 +267,43 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
     return 0;
 }
 
+int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    size_t i, n = sizeof(vars) / sizeof(vars[0]);
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i < n; i++) {
+        const tp_config_var *v = &vars[i];
+        const char *val;
+        char *base = (char *)cfg + slots[i].offset;
+        int r;
+
+        if (v->kind == TP_CONF_PREFIX) {
+            if (load_stage_vars(cfg, envp, err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        val = tp_env_get(envp, v->name);
+        if (val && !*val && v->def == NULL)
+            val = NULL;                  /* VAR= counts as unset */
+        if (!val)
+            val = v->def;
+        if (is_number(v->kind))
+            r = load_number(v, val, (long *)(void *)base, err, errlen);
+        else
+            r = load_string(v, val, slots[i].fallback, (char **)(void *)base, err, errlen);
+        if (r < 0)
+            return -1;
+    }
+    return check_config(cfg, err, errlen);
+}
+
 void tp_config_free(tp_config *cfg)
 {
     size_t i, n = sizeof(vars) / sizeof(vars[0]);
 
     for (i = 0; i < n; i++) {
-        if (vars[i].kind == TP_CONF_MS || vars[i].kind == TP_CONF_COUNT ||
-            vars[i].kind == TP_CONF_BOOL || vars[i].kind == TP_CONF_PREFIX || slots[i].fallback)
+        if (is_number(vars[i].kind) || vars[i].kind == TP_CONF_PREFIX || slots[i].fallback)
             continue;
         free(*(char **)(void *)((char *)cfg + slots[i].offset));
     }
@@ -315,6 +336,24 @@ fail:
     return out;
 }
 
+/* The stage variables as "name=value name=value", or "(none)". */
+static const char *show_stage_vars(const tp_config *cfg, char *out, size_t outcap)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (size_t k = 0; k < cfg->nstage_vars && o < outcap; k++) {
+        int w = snprintf(out + o, outcap - o, "%s%s=%s", k ? " " : "",
+                         cfg->stage_vars[k].name, cfg->stage_vars[k].value);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    if (cfg->nstage_vars == 0)
+        snprintf(out, outcap, "(none)");
+    return out;
+}
+
 const char *tp_config_show(const tp_config *cfg, const tp_config_var *var,
                            char *out, size_t outcap)
 {
@@ -325,21 +364,9 @@ const char *tp_config_show(const tp_config *cfg, const tp_config_var *var,
         snprintf(out, outcap, "?");
         return out;
     }
-    if (var->kind == TP_CONF_PREFIX) {
-        size_t k, o = 0;
-        out[0] = '\0';
-        for (k = 0; k < cfg->nstage_vars && o < outcap; k++) {
-            int w = snprintf(out + o, outcap - o, "%s%s=%s", k ? " " : "",
-                             cfg->stage_vars[k].name, cfg->stage_vars[k].value);
-            if (w < 0)
-                break;
-            o += (size_t)w;
-        }
-        if (cfg->nstage_vars == 0)
-            snprintf(out, outcap, "(none)");
-        return out;
-    }
-    if (var->kind == TP_CONF_MS || var->kind == TP_CONF_COUNT || var->kind == TP_CONF_BOOL) {
+    if (var->kind == TP_CONF_PREFIX)
+        return show_stage_vars(cfg, out, outcap);
+    if (is_number(var->kind)) {
         snprintf(out, outcap, "%ld", *(const long *)(const void *)((const char *)cfg + slots[i].offset));
         return out;
     }

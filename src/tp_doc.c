@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "tp_header.h"
+#include "tp_hex.h"
 #include "tp_json.h"
 #include "tp_query.h"
 #include "tp_utf8.h"
@@ -44,7 +45,7 @@ typedef struct pair {
 } pair;
 
 /* An object of string members in insertion order; a repeated name keeps
- * its place and takes the last value (as json-c's object_add did).  Names
+ * its place and takes the last value (as a JSON object read back would).  Names
  * are found through an open-addressing index (a query string can repeat a
  * name thousands of times). */
 typedef struct pairs {
@@ -368,16 +369,30 @@ static int build_querystring(builder *b, const char *qs)
     return 0;
 }
 
+/*
+ * 1 when the request carries a body: CONTENT_LENGTH is set, not empty and
+ * not a zero.  Servers set CONTENT_LENGTH (lighttpd "0" on every request)
+ * and CONTENT_TYPE themselves; without a body no client sent those headers.
+ */
+static int has_body(const char *content_length)
+{
+    if (!content_length || !*content_length)
+        return 0;
+    return content_length[strspn(content_length, "0")] != '\0';
+}
+
 static int build_headers(builder *b, char *const *envp)
 {
     char name[512];
-    int full = 0;
+    int full = 0, body = has_body(b->v.content_length);
 
     for (; envp && *envp; envp++) {
         const char *e = *envp, *eq = strchr(e, '=');
         long nlen;
 
         if (!eq)
+            continue;
+        if (!body && strncmp(e, "CONTENT_", 8) == 0)
             continue;
         nlen = tp_header_name(e, (size_t)(eq - e), name, sizeof(name));
         if (nlen == 0)
@@ -515,11 +530,6 @@ static int jdigits(jscan *j)
     return j->p > start;
 }
 
-static int jhex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static int jstring(jscan *j)
 {
     j->p++;                                   /* the opening quote */
@@ -534,9 +544,11 @@ static int jstring(jscan *j)
                 return 0;
             c = (unsigned char)*j->p++;
             if (c == 'u') {
-                if (j->end - j->p < 4 || !jhex(j->p[0]) || !jhex(j->p[1]) ||
-                    !jhex(j->p[2]) || !jhex(j->p[3]))
+                if (j->end - j->p < 4)
                     return 0;
+                for (int k = 0; k < 4; k++)
+                    if (tp_hexval((unsigned char)j->p[k]) < 0)
+                        return 0;
                 j->p += 4;
             } else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
                 return 0;
@@ -555,46 +567,78 @@ static int jliteral(jscan *j, const char *word)
     return 1;
 }
 
+static int jvalue(jscan *j, int depth);
+
+/* An object or an array, j->p at its '{' or '['. */
+static int jcontainer(jscan *j, int depth)
+{
+    char close = *j->p == '{' ? '}' : ']';
+    int object = close == '}';
+
+    if (depth >= BODY_DEPTH)
+        return 0;
+    j->p++;
+    jws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        if (object) {
+            if (j->p >= j->end || *j->p != '"' || !jstring(j))
+                return 0;
+            jws(j);
+            if (j->p >= j->end || *j->p++ != ':')
+                return 0;
+            jws(j);
+        }
+        if (!jvalue(j, depth + 1))
+            return 0;
+        jws(j);
+        if (j->p >= j->end)
+            return 0;
+        if (*j->p == close) {
+            j->p++;
+            return 1;
+        }
+        if (*j->p++ != ',')
+            return 0;
+        jws(j);
+    }
+}
+
+/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+static int jnumber(jscan *j)
+{
+    if (*j->p == '-')
+        j->p++;
+    if (j->p < j->end && *j->p == '0')
+        j->p++;
+    else if (!jdigits(j))
+        return 0;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (!jdigits(j))
+            return 0;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        if (!jdigits(j))
+            return 0;
+    }
+    return 1;
+}
+
 static int jvalue(jscan *j, int depth)
 {
     if (j->p >= j->end)
         return 0;
     switch (*j->p) {
     case '{':
-    case '[': {
-        char close = *j->p == '{' ? '}' : ']';
-        int object = close == '}';
-        if (depth >= BODY_DEPTH)
-            return 0;
-        j->p++;
-        jws(j);
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            return 1;
-        }
-        for (;;) {
-            if (object) {
-                if (j->p >= j->end || *j->p != '"' || !jstring(j))
-                    return 0;
-                jws(j);
-                if (j->p >= j->end || *j->p++ != ':')
-                    return 0;
-                jws(j);
-            }
-            if (!jvalue(j, depth + 1))
-                return 0;
-            jws(j);
-            if (j->p >= j->end)
-                return 0;
-            if (*j->p == close) {
-                j->p++;
-                return 1;
-            }
-            if (*j->p++ != ',')
-                return 0;
-            jws(j);
-        }
-    }
+    case '[':
+        return jcontainer(j, depth);
     case '"':
         return jstring(j);
     case 't':
@@ -604,25 +648,7 @@ static int jvalue(jscan *j, int depth)
     case 'n':
         return jliteral(j, "null");
     default:
-        if (*j->p == '-')
-            j->p++;
-        if (j->p < j->end && *j->p == '0')
-            j->p++;
-        else if (!jdigits(j))
-            return 0;
-        if (j->p < j->end && *j->p == '.') {
-            j->p++;
-            if (!jdigits(j))
-                return 0;
-        }
-        if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-            j->p++;
-            if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-                j->p++;
-            if (!jdigits(j))
-                return 0;
-        }
-        return 1;
+        return jnumber(j);
     }
 }
 
@@ -654,14 +680,40 @@ static int declared_length_matches(const char *cl, size_t len)
     return n == (unsigned long long)len;
 }
 
+/* The body as json-c reads it, or NULL when it is not strict JSON (or
+ * memory ran out).  Invalid UTF-8 inside strings becomes U+FFFD before
+ * parsing, so the body's other fields survive. */
+static json_object *parse_body(const char *body, size_t len)
+{
+    json_object *parsed = NULL;
+    json_tokener *tok = NULL;
+    size_t flen;
+    char *fixed = tp_utf8_repair_dup(body, len, 0, &flen, NULL);
+
+    if (!fixed || !json_strict(fixed, flen))
+        goto done;
+    tok = json_tokener_new_ex(BODY_DEPTH);
+    if (!tok)
+        goto done;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(parsed);
+        parsed = NULL;
+    }
+done:
+    if (tok)
+        json_tokener_free(tok);
+    free(fixed);
+    return parsed;
+}
+
 /* body-json: the POST body when it is a JSON object Elasticsearch takes,
  * as json-c prints it; otherwise {}. */
 static int build_body(builder *b, const tp_doc_input *in, const char *method)
 {
     tp_doc *d = b->d;
-    json_object *parsed = NULL;
-    char *fixed = NULL;
-    size_t flen;
+    json_object *parsed;
 
     d->body = keep(d, "{}", 2);
     d->body_empty = 1;
@@ -680,22 +732,7 @@ static int build_body(builder *b, const tp_doc_input *in, const char *method)
         note_cut(b, "body-json", NULL, 0);
         return d->arena.oom ? -1 : 0;
     }
-    /* Invalid UTF-8 inside strings becomes U+FFFD before parsing, so the
-     * body's other fields survive. */
-    fixed = tp_utf8_repair_dup(in->body, in->body_len, 0, &flen, NULL);
-    if (fixed && json_strict(fixed, flen)) {
-        json_tokener *tok = json_tokener_new_ex(BODY_DEPTH);
-        if (tok) {
-            json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-            parsed = json_tokener_parse_ex(tok, fixed, (int)flen);
-            if (json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(parsed);
-                parsed = NULL;
-            }
-            json_tokener_free(tok);
-        }
-    }
-    free(fixed);
+    parsed = parse_body(in->body, in->body_len);
     if (parsed && json_object_is_type(parsed, json_type_object) &&
         es_acceptable(parsed, 1) && json_object_object_length(parsed) > 0) {
         size_t tlen = 0;
@@ -809,7 +846,7 @@ static int build_stage_vars(builder *b)
 tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
     tp_doc *d = calloc(1, sizeof(*d));
-    builder b = { cfg, d, { NULL } };
+    builder b = { .cfg = cfg, .d = d };
     const char *method;
 
     read_cgi_vars(in->envp, &b.v);
@@ -920,47 +957,54 @@ static const size_t context_from_request[] = {
     CTX_HTTP_METHOD, CTX_SOURCE_IP, CTX_USER, CTX_USER_AGENT, CTX_RESOURCE_PATH,
 };
 
-/*
- * Cut number `which` (see tp_doc_serialize): an object becomes {}; for
- * "context", the values from the request become "".  "truncated" then lists
- * label once, and loses the entries under it ("params.querystring.<name>"
- * once the whole query string is gone): they name what is no longer there,
- * and a long list of long names could otherwise keep the document too large
- * by itself.  Returns 1 when something was cut, 0 when there was nothing to
- * cut, -1 when out of memory.
- */
-static int cut(tp_doc *d, int which, const char *label)
+/* Empty part number `which` of the document (see tp_doc_serialize): an
+ * object becomes {}; for "context", the values from the request become "".
+ * 1 when there was something to empty. */
+static int empty_part(tp_doc *d, int which)
 {
-    size_t i, k, llen = strlen(label);
-    int done = 0;
     pairs *ps = NULL;
+    int done = 0;
 
     switch (which) {
     case 0:
-        if (!d->body_empty) {
-            d->body = keep(d, "{}", 2);
-            d->body_empty = 1;
-            done = 1;
-        }
-        break;
+        if (d->body_empty)
+            return 0;
+        d->body = keep(d, "{}", 2);
+        d->body_empty = 1;
+        return 1;
     case 1: ps = &d->query; break;
     case 2: ps = &d->header; break;
     case 3: ps = &d->path; break;
     default:
-        for (i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
+        for (size_t i = 0; i < sizeof(context_from_request) / sizeof(context_from_request[0]); i++) {
             if (d->ctx[context_from_request[i]].len > 0) {
                 d->ctx[context_from_request[i]].len = 0;
                 done = 1;
             }
         }
+        return done;
     }
-    if (ps && ps->n > 0) {
-        ps->n = 0;
-        memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
-        done = 1;
-    }
-    if (!done)
+    if (ps->n == 0)
         return 0;
+    ps->n = 0;
+    memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
+    return 1;
+}
+
+/*
+ * Cut number `which` (see tp_doc_serialize).  "truncated" then lists label
+ * once, and loses the entries under it ("params.querystring.<name>" once the
+ * whole query string is gone): they name what is no longer there, and a long
+ * list of long names could otherwise keep the document too large by itself.
+ * Returns 1 when something was cut, 0 when there was nothing to cut, -1 when
+ * out of memory.
+ */
+static int cut(tp_doc *d, int which, const char *label)
+{
+    size_t i, k, llen = strlen(label);
+
+    if (!empty_part(d, which))
+        return d->arena.oom ? -1 : 0;
     for (i = k = 0; i < d->ntrunc; i++) {
         const char *t = at(d, d->trunc[i]);
         size_t tlen = d->trunc[i].len;

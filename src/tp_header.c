@@ -2,21 +2,13 @@
 
 #include <string.h>
 
+#include "tp_hex.h"
+
 /* Headers that carry credentials: recording them would leak secrets. */
 static const char *const never_recorded[] = {
     "Authorization",
     "Proxy-Authorization",
 };
-
-static int lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
-static int upper(int c)
-{
-    return (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
-}
 
 /* 1 when h[0..n) names a credential header, in any case and with '_' or
  * '-' between the words (CGI spells them both '_'). */
@@ -29,7 +21,7 @@ static int is_never_recorded(const char *h, size_t n)
         if (strlen(name) != n)
             continue;
         for (k = 0; k < n; k++) {
-            int a = lower((unsigned char)h[k]), b = lower((unsigned char)name[k]);
+            int a = tp_lower((unsigned char)h[k]), b = tp_lower((unsigned char)name[k]);
             if (a == '_')
                 a = '-';
             if (a != b)
@@ -68,12 +60,12 @@ long tp_header_name(const char *var, size_t var_len, char *out, size_t outcap)
         return -1;
 
     for (i = 0; i < len; i++) {
-        int c = (unsigned char)src[i];
+        unsigned char c = (unsigned char)src[i];
         if (c == '_' || c == '-') {
             out[i] = '-';
             word_start = 1;
         } else {
-            out[i] = (char)(word_start ? upper(c) : lower(c));
+            out[i] = (char)(word_start ? tp_upper(c) : tp_lower(c));
             word_start = 0;
         }
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_hex.h"
 
 /* 1 for the bytes json-c escapes (with NOSLASHESCAPE). */
 static const unsigned char needs_escape[256] = {
@@ -17,7 +18,6 @@ static const unsigned char needs_escape[256] = {
 
 void tp_json_string(tp_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run;
     char *o;
@@ -51,8 +51,8 @@ void tp_json_string(tp_buf *b, const char *s, size_t n)
             *o++ = 'u';
             *o++ = '0';
             *o++ = '0';
-            *o++ = hex[p[i] >> 4];
-            *o++ = hex[p[i] & 0x0f];
+            *o++ = tp_hexdigit(p[i] >> 4);
+            *o++ = tp_hexdigit(p[i]);
         }
         i++;
     }

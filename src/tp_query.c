@@ -3,16 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "tp_hex.h"
 
 size_t tp_query_decode(const char *s, size_t len, char *out, int plus_is_space)
 {
@@ -21,8 +12,8 @@ size_t tp_query_decode(const char *s, size_t len, char *out, int plus_is_space)
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
         if (c == '%' && len - i >= 3) {
-            int hi = hexval((unsigned char)s[i + 1]);
-            int lo = hexval((unsigned char)s[i + 2]);
+            int hi = tp_hexval((unsigned char)s[i + 1]);
+            int lo = tp_hexval((unsigned char)s[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 out[o++] = (char)(hi << 4 | lo);
                 i += 3;

@@ -101,7 +101,7 @@ void tp_sigv4_result_free(tp_sigv4_result *out);
  * Optional signing-key cache, owned by the caller (one per thread; no
  * globals here).  The signing key depends only on the secret, the date,
  * the region and the service, so it changes once a day: caching it saves
- * four of the five HMACs per request (about 15 -> 9 us per signature).
+ * four of the five HMACs per request.
  * A changed secret (rotated or refreshed credentials) is noticed through a
  * SHA-256 of it; the secret itself is not kept.  The cache holds key
  * material: zero-initialise it (= {0} or tp_sigv4_key_cache_clear) and call

@@ -5,9 +5,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "tp_hex.h"
+
 void tp_uuid_format(const unsigned char in[16], char out[TP_UUID_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
     size_t i, o = 0;
 
@@ -18,8 +19,8 @@ void tp_uuid_format(const unsigned char in[16], char out[TP_UUID_LEN + 1])
     for (i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 0x0f];
+        out[o++] = tp_hexdigit(b[i] >> 4);
+        out[o++] = tp_hexdigit(b[i]);
     }
     out[o] = '\0';
 }

@@ -13,8 +13,8 @@
 int tp_uuid_v4(char out[TP_UUID_LEN + 1]);
 
 /*
- * The same from a pool refilled with one RAND_bytes call per 32 UUIDs (one
- * call per hit was 2 % of a hit's instructions).  A zeroed pool is empty.
+ * The same from a pool refilled with one RAND_bytes call per 32 UUIDs (a
+ * call per hit costs more than the rest of the UUID).  A zeroed pool is empty.
  * The caller owns the pool; one thread uses it.  A process that forks must
  * not share a filled pool with its child (trackpixel never forks).
  */

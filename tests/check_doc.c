@@ -89,8 +89,8 @@ static const row rows[] = {
       "{\"path\":{},\"querystring\":{\"v\":\"\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\"},\"header\":{}}",
       "{\"campaign\":\"winter\"}",
       "GET", "", "", "", "", ",\"truncated\":[\"params.querystring.v\"]" },
-    /* Found by fuzz_doc (tests/fuzz/corpus/doc/nul-in-names): json-c keys
-     * are C strings, so "%00" became the empty name Elasticsearch refuses. */
+    /* A name must not end at a NUL: "%00" would be the empty name, which
+     * Elasticsearch refuses (tests/fuzz/corpus/doc/nul-in-names). */
     { "NUL in a name is U+FFFD", 0,
       { "REQUEST_METHOD=GET", "QUERY_STRING=%00=nul&a%00b=1&a=2", NULL },
       NULL, "{}",
@@ -173,6 +173,32 @@ static const row rows[] = {
       "POST", "", "", "", "", "" },
     { "POST Content-Length not a number is not compared", 0, { "REQUEST_METHOD=POST", "CONTENT_LENGTH=x7", NULL },
       "{\"a\":1}", "{\"a\":1}", "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"x7\"}}", "{}",
+      "POST", "", "", "", "", "" },
+    /* Content-Length and Content-Type are recorded only when the request
+     * carries a body (CONTENT_LENGTH set, not empty and not zero): lighttpd
+     * sets CONTENT_LENGTH=0 on every request, a header no client sent. */
+    { "GET with CONTENT_LENGTH=0 records no Content-Length", 0,
+      { "REQUEST_METHOD=GET", "CONTENT_LENGTH=0", "HTTP_ACCEPT=*/*", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Accept\":\"*/*\"}}", "{}",
+      "GET", "", "", "", "", "" },
+    { "GET with an empty CONTENT_LENGTH and a CONTENT_TYPE records neither", 0,
+      { "REQUEST_METHOD=GET", "CONTENT_LENGTH=", "CONTENT_TYPE=text/plain", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "GET", "", "", "", "", "" },
+    { "HEAD with CONTENT_LENGTH=0 records no Content-Length", 0,
+      { "REQUEST_METHOD=HEAD", "CONTENT_LENGTH=0", "SCRIPT_NAME=/pixel", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "HEAD", "", "", "", "/pixel", "" },
+    { "POST with CONTENT_LENGTH=00 and no body records neither", 0,
+      { "REQUEST_METHOD=POST", "CONTENT_LENGTH=00", "CONTENT_TYPE=application/json", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{}}", "{}",
+      "POST", "", "", "", "", "" },
+    { "POST with a body records Content-Type and Content-Length", 0,
+      { "REQUEST_METHOD=POST", "CONTENT_LENGTH=7", "HTTP_ACCEPT=*/*",
+        "CONTENT_TYPE=application/json", NULL },
+      "{\"a\":1}", "{\"a\":1}",
+      "{\"path\":{},\"querystring\":{},\"header\":{\"Content-Length\":\"7\","
+      "\"Accept\":\"*/*\",\"Content-Type\":\"application/json\"}}", "{}",
       "POST", "", "", "", "", "" },
     /* json-c's strict mode still reads these; they are not JSON (and "1." came
      * back out as it stood, so Elasticsearch refused the whole document). */
@@ -279,8 +305,8 @@ START_TEST(document_size_limit)
 END_TEST
 
 /* The document always fits max_doc: with values as large as the document,
- * the header and then the request's context values go.  (Before, serialize
- * gave up after params.header and the hit was not recorded.) */
+ * the header and then the request's context values go, and the hit is
+ * still recorded. */
 START_TEST(document_size_context_last)
 {
     static char ua[4200];
@@ -324,8 +350,7 @@ END_TEST
 
 /* Defaults: 70 parameters with 5000-byte names.  Each cut name is listed in
  * "truncated" (64 entries of 4 KiB: more than the 256 KiB limit alone); once
- * the query string is cut those entries go with it, and the hit is recorded.
- * (Before, the list kept the document too large and the hit was dropped.) */
+ * the query string is cut those entries go with it, and the hit is recorded. */
 START_TEST(document_size_truncated_list_collapses)
 {
     static char qs[70 * 5010 + 32];

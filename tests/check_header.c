@@ -45,9 +45,9 @@ START_TEST(too_small)
 }
 END_TEST
 
-/* Found by fuzz_header (tests/fuzz/corpus/header/credential-small-buffer):
- * a credential header with a small buffer was "too long" (-1), which the
- * document builder lists in "truncated", instead of "never recorded". */
+/* A credential header is "never recorded" (0) whatever the buffer, not
+ * "too long" (-1), which the document builder would list in "truncated"
+ * (tests/fuzz/corpus/header/credential-small-buffer). */
 START_TEST(credential_small_buffer)
 {
     char out[4];
