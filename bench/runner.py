@@ -233,9 +233,9 @@ class Nginx:
 class BenchLighttpd(webserver.Lighttpd):
     """The shipped lighttpd configuration (tests/webserver.py renders it),
     with min-procs and max-procs set to the benchmark's worker count, and
-    program (the run's copy of trackpixel, or bench/bare_pixel for row 3)
-    copied in as bin/trackpixel, so that it is found and stopped as
-    trackpixel is; a 60-byte file in the document root for row 2."""
+    program (the run's copy of trackpixel or of bench/bare_pixel) copied in
+    as bin/trackpixel, so that it is found and stopped as trackpixel is; a
+    60-byte file, pixel.bmp, in the document root for the static row."""
 
     def __init__(self, workers, program=None, **kw):
         super().__init__(**kw)
@@ -286,8 +286,9 @@ class BenchApache(webserver.Apache):
         with open(self.rendered_path) as f:
             text = f.read()
         if self.program_dir:
-            # The shipped file serves one file named trackpixel: row 8 puts a
-            # copy of bare_pixel under that name in a directory of its own.
+            # The shipped file serves one file named trackpixel, in this
+            # directory (make_server puts the bare pixel's copy in one of its
+            # own under that name).
             text = webserver.replace_all(text, os.path.dirname(webserver.BINARY),
                                          self.program_dir, "program directory")
         text = edit_line(text, r"^([ \t]*)FcgidMaxProcessesPerClass[ \t]+\d+[ \t]*$",
