@@ -83,30 +83,28 @@ RATIOS = [
 # The phases of one hit, in callgrind's instructions: (name, [(sign, key)],
 # what).  A key is a function (its inclusive cost) or "caller>callee" (the
 # cost of those calls only).  Delivery covers both ways a document leaves:
-# tp_es_create (the loop posts the hit itself) and deliver_batch (the
-# deliverer thread's _bulk), each without its signing and without marking
-# the journal.
+# tp_es_create (the loop posts the hit itself) and tp_es_bulk with the
+# journal read before it (the delivery thread's _bulk), each without its
+# signing.
 PHASES = [
     ("request intake", [(1, "FCGX_Accept_r")],
      "libfcgi reads the request and its CGI variables"),
     ("request-id", [(1, "tp_uuid_v4_pooled")], "RAND_bytes (one call per 32 hits) + formatting"),
     ("document", [(1, "tp_doc_build"), (1, "tp_doc_serialize")], "CGI variables to JSON text"),
-    ("journal append", [(1, "tp_output_action"), (1, "tp_journal_append")],
-     "the _bulk action line + one write()"),
+    ("journal append", [(1, "tp_deliver_record")],
+     "the framed _bulk entry + one write(), under the lock"),
     ("response", [(1, "tp_pixel_response"), (1, "FCGX_PutStr"), (1, "FCGX_Finish_r")],
      "headers + pixel, FastCGI records, finishing the request"),
     ("signing", [(1, "tp_sigv4_sign_cached")], "SigV4 with the cached signing key"),
-    ("delivery", [(1, "tp_es_create"), (1, "deliver_batch"), (-1, "tp_sigv4_sign_cached"),
-                  (-1, "deliver_batch>tp_journal_mark")],
+    ("delivery", [(1, "tp_es_create"), (1, "tp_es_bulk"), (1, "tp_journal_pending"),
+                  (-1, "tp_sigv4_sign_cached")],
      "libcurl's request and answer (and the deliverer's journal read and _bulk answer)"),
     ("journal mark", [(1, "tp_journal_mark")],
      "after delivery: the .done offset, truncating a delivered journal"),
 ]
-# A phase's terms used instead when the first one's function has a cost:
-# journal_hit is a static function that -O2 inlines into tp_app_respond
-# (its own lines, building the entry and the lock, are then in "other");
-# when it is a symbol of its own, it is the journal append.
-PHASE_INSTEAD = {"journal append": [(1, "journal_hit")]}
+# A phase's terms used instead when the first one's function has a cost
+# (none today: every phase's function is a symbol of its own).
+PHASE_INSTEAD = {}
 OTHER_PHASE = ("other", "total - the rows above",
                "the accept loop, tp_doc_free, the deliverer thread's loop, locks, ...")
 
