@@ -522,6 +522,8 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
 
     memset(&sig, 0, sizeof(sig));
     *status = 0;
+    if (errlen)
+        err[0] = '\0';
     es->answer_len = 0;
     es->answer_cut = 0;
     if (es->answer)

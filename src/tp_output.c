@@ -34,41 +34,6 @@ tp_output *tp_output_open(const char *path, char *err, size_t errlen)
     return out;
 }
 
-/* One write under the file's lock; a short one is truncated back to the
- * size before it (read under the same lock). */
-static int write_locked(int fd, const char *data, size_t len, char *err, size_t errlen)
-{
-    struct stat sb;
-    ssize_t w = -1;
-    int rc = -1;
-
-    while (flock(fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
-            snprintf(err, errlen, "flock: %s", strerror(errno));
-            return -1;
-        }
-    }
-    if (fstat(fd, &sb) < 0) {
-        snprintf(err, errlen, "fstat: %s", strerror(errno));
-        goto done;
-    }
-    do {
-        w = write(fd, data, len);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0)
-        snprintf(err, errlen, "write: %s", strerror(errno));
-    else if ((size_t)w != len && ftruncate(fd, sb.st_size) < 0)
-        snprintf(err, errlen, "short write (%zd of %zu bytes), not taken back: %s",
-                 w, len, strerror(errno));
-    else if ((size_t)w != len)
-        snprintf(err, errlen, "short write (%zd of %zu bytes): disk full?", w, len);
-    else
-        rc = 0;
-done:
-    flock(fd, LOCK_UN);
-    return rc;
-}
-
 int tp_output_append(tp_output *out, const char *index, const char *type,
                      const char *id, const char *doc, size_t doc_len,
                      char *err, size_t errlen)
@@ -78,7 +43,7 @@ int tp_output_append(tp_output *out, const char *index, const char *type,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    return write_locked(out->fd, out->pair.data, out->pair.len, err, errlen);
+    return tp_spool_append_whole(out->fd, out->pair.data, out->pair.len, err, errlen);
 }
 
 void tp_output_close(tp_output *out)

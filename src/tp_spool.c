@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 #include <zlib.h>
 
+#include "tp_hex.h"
 #include "tp_json.h"
 
 #define JOURNAL_PREFIX "journal."
@@ -110,7 +111,7 @@ static char *damaged_path_for(const char *path)
  * not at all: under flock(LOCK_EX), so that taking back a short write never
  * cuts another process's line.  err: strerror, or "short write".
  */
-static int append_whole(int fd, const char *data, size_t len, char *err, size_t errlen)
+int tp_spool_append_whole(int fd, const char *data, size_t len, char *err, size_t errlen)
 {
     struct stat sb;
     ssize_t w;
@@ -248,15 +249,6 @@ int tp_spool_pair_split(const char *data, size_t len, const char **doc, size_t *
 
 typedef enum { E_VALID, E_NEED, E_BAD } echeck;
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static int starts_with(const char *p, size_t len, const char *lit)
 {
     size_t n = strlen(lit);
@@ -292,7 +284,7 @@ static echeck entry_check(const char *p, size_t len, size_t *frame, size_t *n, s
         int h;
         if (i == len)
             return E_NEED;
-        if ((h = hexval(p[i])) < 0)
+        if ((h = tp_hexval((unsigned char)p[i])) < 0)
             return E_BAD;
         want = want << 4 | (unsigned long)h;
     }
@@ -837,7 +829,7 @@ static int save_damaged(tp_journal *j, const event *ev, tp_batch *b, char *err, 
     if (ev->off < j->saved_upto)
         skip = (size_t)(j->saved_upto - ev->off);
     fd = open(j->damaged_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0 || append_whole(fd, ev->data + skip, ev->len - skip, why, sizeof(why)) < 0) {
+    if (fd < 0 || tp_spool_append_whole(fd, ev->data + skip, ev->len - skip, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "cannot save a damaged region to %s: %s", j->damaged_path,
                  fd < 0 ? strerror(errno) : why);
         if (fd >= 0)
@@ -1003,7 +995,7 @@ int tp_spool_deadletter(const char *dir, const char *index, const char *id,
         snprintf(err, errlen, "cannot append to %s: %s", path, strerror(errno));
         goto done;
     }
-    if (append_whole(fd, line, len, why, sizeof(why)) < 0) {
+    if (tp_spool_append_whole(fd, line, len, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "cannot append to %s: %s", path, why);
         goto done;
     }

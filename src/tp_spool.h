@@ -168,6 +168,12 @@ long tp_journal_pending(tp_journal *j, off_t upto, size_t max_entries, size_t ma
  * .done file are removed. */
 void tp_journal_close(tp_journal *j);
 
+/* Append len bytes to fd (an O_APPEND file other processes append to as
+ * well) whole or not at all: under flock(LOCK_EX), so that taking back a
+ * short write (a full disk) never cuts another process's line.  Returns 0,
+ * or -1 with err: strerror, or "short write (...)". */
+int tp_spool_append_whole(int fd, const char *data, size_t len, char *err, size_t errlen);
+
 /* ------------------------------------------------------ dead letters */
 
 /* Append a dead letter for doc (doc_len bytes, not NUL-terminated: JSON
