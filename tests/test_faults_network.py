@@ -43,6 +43,19 @@ def backlog_behind(stack, es, nginx, n, query="i=%d", **extra):
     return w, ids
 
 
+def orphaned_backlog(stack, es, env, n, query="i=%d"):
+    """As backlog_behind, then the worker is killed (-9): the next worker
+    starts with this backlog to deliver, and its log starts clean (its
+    first delivery failure is not hidden by the rate limit of the outage's
+    lines).  Returns the ids."""
+    es.mode(status=503)
+    w = start_worker(stack, env)
+    ids = hits(w, n, query=query)
+    fl.kill9(w)
+    eq(len(fl.journals(w.spool)), 1, "the orphaned journal")
+    return ids
+
+
 # ---------------------------------------------------------------- 3: 413
 
 def big_backlog_through_a_body_limit(**extra):
@@ -68,9 +81,21 @@ def test_413_default_bulk_size_fits_a_1m_proxy():
 
 
 def test_413_halves_the_batch_until_it_passes():
-    log, nginx = big_backlog_through_a_body_limit(TRACKPIXEL_BULK_MAX_KB="4096")
-    assert seen(nginx, "POST", "/_bulk", 413), "the proxy refused a batch"
-    assert "HTTP 413" in log, log[-1500:]
+    with fl.everything() as stack:
+        es = stack.enter_context(Standin())
+        nginx = stack.enter_context(fl.Nginx()).start(
+            fl.proxy_to(es.port, "client_max_body_size 1m;"))
+        spool = os.path.join(stack.enter_context(fl.TempDir()), "spool")
+        env = env_for(nginx.url, TRACKPIXEL_SPOOL_DIR=spool, TRACKPIXEL_MAX_VALUE="65536",
+                      TRACKPIXEL_BULK_MAX_KB="4096")
+        ids = orphaned_backlog(stack, es, env, 50, query="blob=" + "v" * 60000 + "&i=%d")
+        es.mode()
+        w = start_worker(stack, env)
+        exactly(es, ids, timeout=40, what="documents of a 3 MiB backlog")
+        assert seen(nginx, "POST", "/_bulk", 413), "the proxy refused a batch"
+        eq(w.stop(), 0, "exit status")
+        eq(fl.deadletters(spool), b"", "dead letters")
+        assert "HTTP 413" in w.stderr(), w.stderr()[-1500:]
 
 
 def test_413_single_document_larger_than_the_proxy_limit_is_a_dead_letter():
@@ -117,9 +142,12 @@ def test_redirect_on_bulk_keeps_the_backlog():
     with fl.everything() as stack:
         es = stack.enter_context(Standin())
         nginx = stack.enter_context(fl.Nginx()).start(fl.proxy_to(es.port))
-        w, ids = backlog_behind(stack, es, nginx, 5)
-        nginx.restart(REDIRECT_ALL)
+        spool = os.path.join(stack.enter_context(fl.TempDir()), "spool")
+        env = env_for(nginx.url, TRACKPIXEL_SPOOL_DIR=spool)
+        ids = orphaned_backlog(stack, es, env, 5)
         es.mode()
+        nginx.restart(REDIRECT_ALL)
+        w = start_worker(stack, env)              # takes the backlog over
         wait_for(lambda: seen(nginx, "POST", "/_bulk", 301), timeout=20,
                  what="a redirected _bulk")
         wait_for(lambda: [l for l in lines_with(w.stderr(), "redirect")
@@ -127,7 +155,7 @@ def test_redirect_on_bulk_keeps_the_backlog():
                  what="a log line naming the redirect's Location: %r" % w.stderr()[-800:])
         nginx.restart(fl.proxy_to(es.port))
         exactly(es, ids, timeout=40, what="the backlog")
-        eq(fl.deadletters(w.spool), b"", "dead letters")
+        eq(fl.deadletters(spool), b"", "dead letters")
         eq(w.stop(), 0, "exit status")
 
 
@@ -138,30 +166,29 @@ def bulk_answered(body, window=3.0):
     deliverer backs off, the worker lives; then everything arrives once."""
     with fl.everything() as stack:
         es = stack.enter_context(Standin())
-        w = start_worker(stack, env_for(es.url))
-        es.mode(status=503)
-        ids = hits(w, 10)
-        wait_for(lambda: any(r["path"] == "/_bulk" for r in es.requests()), timeout=10,
-                 what="a first _bulk")
-        pid = w.proc.pid
+        spool = os.path.join(stack.enter_context(fl.TempDir()), "spool")
+        env = env_for(es.url, TRACKPIXEL_SPOOL_DIR=spool)
+        ids = orphaned_backlog(stack, es, env, 10)
         es.mode(status=200, body=body)
         t0 = len(es.requests())
+        w = start_worker(stack, env)              # takes the backlog over
+        pid = w.proc.pid
         time.sleep(window)
         bulks = [r for r in es.requests()[t0:] if r["path"] == "/_bulk"]
         assert 1 <= len(bulks) < 15, "%d _bulk requests in %.0f s: retried with backoff" % (
             len(bulks), window)
         assert w.proc.poll() is None, "the worker is alive: %r" % w.stderr()[-800:]
         eq(es.docs(), [], "documents")
+        log = w.stderr()
+        assert "not a _bulk answer" in log, log[-1500:]
         es.mode()
         exactly(es, ids, timeout=40, what="the backlog")
         more = hits(w, 2, start=10)               # the same process serves on
         exactly(es, ids + more, what="documents after")
         eq(w.proc.pid, pid, "the same worker")
         eq(w.stop(), 0, "exit status")
-        log = w.stderr()
-        eq(fl.stopping_counts(log)[:4], (12, 12, 0, 0), "hits, delivered, dead, dropped")
-        assert "not a _bulk answer" in log, log[-1500:]
-        return log
+        eq(fl.stopping_counts(w.stderr())[:4], (2, 12, 0, 0),
+           "hits, delivered (its own and the backlog), dead, dropped")
 
 
 def test_bulk_200_with_no_items_is_retried_with_backoff():
@@ -198,32 +225,36 @@ def test_create_200_with_a_web_page_is_not_delivered():
 def test_secrets_echoed_by_a_proxy_stay_hidden():
     with fl.everything() as stack:
         nginx = stack.enter_context(fl.Nginx()).start(ECHO_SECRETS)
-        dead = tplib.free_port()
-        env = env_for(nginx.url, TRACKPIXEL_SLOW_MS="60000", **AWS_KEYS)
-        w = start_worker(stack, env)
-        hits(w, 1)                                # its _create: 400 and the echo
+        spool = os.path.join(stack.enter_context(fl.TempDir()), "spool")
+        env = env_for(nginx.url, TRACKPIXEL_SPOOL_DIR=spool, TRACKPIXEL_SLOW_MS="60000",
+                      **AWS_KEYS)
+        w1 = start_worker(stack, env)
+        hits(w1, 1)                               # its _create: 400 and the echo
         wait_for(lambda: seen(nginx, "POST", "/_create/", 400), timeout=10,
                  what="the echoed _create")
-        wait_for(lambda: "HTTP 400" in w.stderr(), timeout=10, what="the _create's log line")
-        nginx.restart(fl.proxy_to(dead))          # down (502): a backlog
-        hits(w, 3, start=1)
+        wait_for(lambda: "HTTP 400" in w1.stderr(), timeout=10, what="the _create's log line")
+        nginx.restart(fl.proxy_to(tplib.free_port()))   # down (502): a backlog
+        hits(w1, 3, start=1)
         wait_for(lambda: seen(nginx, "POST", "/_create/", 502), timeout=10, what="a 502")
+        fl.kill9(w1)
         nginx.restart(ECHO_SECRETS)
+        w2 = start_worker(stack, env)             # takes the backlog over: _bulk, echoed
         wait_for(lambda: seen(nginx, "POST", "/_bulk", 400), timeout=20,
                  what="the echoed _bulk")
         time.sleep(0.5)
+        files = sorted(os.path.join(spool, f) for f in os.listdir(spool)
+                       if f.endswith(".ndjson"))  # the journal and the dead letters
+        assert len(files) >= 2, "journals and the dead letters to replay: %r" % files
         outputs = []
-        files = sorted(os.path.join(w.spool, f) for f in os.listdir(w.spool)
-                       if f.endswith(".ndjson"))      # the journal and the dead letters
-        assert files, "a journal or dead letters to replay"
         for path in files:
             p = subprocess.run([tplib.TRACKPIXEL, "--replay", path], env=env,
                                capture_output=True, timeout=60)
             outputs.append(p.stdout + p.stderr)
-        eq(w.stop(), 0, "exit status")
+        eq(w2.stop(), 0, "exit status")
         assert len(seen(nginx, "POST", "/_create/", 400)) >= 2, "the replays were echoed too"
-        tplib.assert_no_secrets(w.stderr(), "the worker's log")
-        tplib.assert_no_secrets(fl.deadletters(w.spool), "deadletter.ndjson")
+        tplib.assert_no_secrets(w1.stderr(), "the first worker's log")
+        tplib.assert_no_secrets(w2.stderr(), "the second worker's log")
+        tplib.assert_no_secrets(fl.deadletters(spool), "deadletter.ndjson")
         for path, out in zip(files, outputs):
             tplib.assert_no_secrets(out, "--replay " + os.path.basename(path))
 
