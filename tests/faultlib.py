@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -308,7 +309,6 @@ class Nginx:
     def _listening(self):
         if self.proc.poll() is not None:
             return False
-        import socket
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True

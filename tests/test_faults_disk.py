@@ -8,7 +8,6 @@ when mounting is not permitted).  Every case counts documents exactly:
 N hits, N documents, no duplicates."""
 import os
 import re
-import signal
 import sys
 import time
 
