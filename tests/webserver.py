@@ -595,6 +595,7 @@ class Apache(Server):
 
     def start(self):
         self.render()
+        tplib.watch_log(self.error_log_path)
         p = self._ctl("start")
         if p.returncode != 0:
             raise AssertionError("apache2 -k start failed (%d): %s\n%s" % (
@@ -709,6 +710,7 @@ class Lighttpd(Server):
 
     def start(self):
         self.render()
+        tplib.watch_log(self.error_log_path)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), TAG_VAR: self.tag}
         env.update(self.secrets)
         with open(os.path.join(self.dir, "lighttpd.stderr"), "ab") as err:
@@ -811,6 +813,7 @@ class SpawnFcgi:
         return int(m.group(1)) if m else 1
 
     def start(self):
+        tplib.watch_log(self.log_path)
         if os.geteuid() == 0:
             pw = pwd.getpwnam(run_user()[0])
             with open(self.log_path, "a"):
@@ -967,11 +970,7 @@ PIXEL_HEADERS = dict(NO_CACHE, **{"Content-Type": "image/bmp", "Content-Length":
 NOT_ALLOWED_HEADERS = dict(NO_CACHE, **{"Allow": "GET, HEAD, POST",
                                         "Content-Type": "text/plain; charset=utf-8",
                                         "Content-Length": "19"})
-CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-                "cognito-authentication-provider", "cognito-authentication-type",
-                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
-                "resource-path"]
+CONTEXT_KEYS = tplib.CONTEXT_KEYS
 
 
 def check_response(srv, result, method, status):
