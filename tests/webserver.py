@@ -526,11 +526,11 @@ class Apache(Server):
 
     @staticmethod
     def document_headers(method):
-        """What Apache puts in every request's CGI variables itself: mod_fcgid
-        says HTTP_CONNECTION=close whatever the browser sent, and
-        CONTENT_LENGTH is always there."""
-        return {"Connection": "close"} if method == "POST" else {
-            "Connection": "close", "Content-Length": "0"}
+        """What the document records of Apache's own CGI variables: mod_fcgid
+        says HTTP_CONNECTION=close whatever the browser sent.  (Apache also
+        sets CONTENT_LENGTH=0 for a request without a body; the document
+        records Content-Length only for a request that carries one.)"""
+        return {"Connection": "close"}
 
     def render(self):
         with open(self.rendered_path, "w") as f:
@@ -669,8 +669,10 @@ class Lighttpd(Server):
 
     @staticmethod
     def document_headers(method):
-        """lighttpd always sets CONTENT_LENGTH (0 without a body)."""
-        return {} if method == "POST" else {"Content-Length": "0"}
+        """None: lighttpd sets CONTENT_LENGTH=0 for a request without a body,
+        but the document records Content-Length only for a request that
+        carries one."""
+        return {}
 
     def __init__(self, variant="spawn", socket_path=None, **kw):
         super().__init__(**kw)
@@ -1176,8 +1178,8 @@ def main(argv):
     return 0
 
 # ---------------------------------------------------------------- test helpers
-# Shared by test_apache.py and test_lighttpd.py: their context c has .srv
-# (a started Apache or Lighttpd) and .es (the stand-in).
+# For test_webservers.py: its context c has .srv (a started Apache or
+# Lighttpd) and .es (the stand-in).
 
 def teardown(c):
     """Stop the server and the stand-in; nothing of ours survives."""
