@@ -71,56 +71,77 @@ def _sanitizer_lines(reports):
     return out
 
 
+def collect(namespace):
+    """[(name, function)] of the test_* functions of namespace (a module's
+    globals()), in file order."""
+    return [(name, fn) for name, fn in namespace.items()
+            if name.startswith("test_") and callable(fn)]
+
+
 def run_tests(namespace, setup=None, teardown=None):
-    """Run every test_* function of namespace (a module's globals()) as TAP.
-    A test passes when it returns and no watched log got a sanitizer report
-    meanwhile; tplib.Skip marks it skipped.  The plan comes last, so that a
-    report seen only at teardown can be one more (failed) result."""
-    tests = [(name, fn) for name, fn in namespace.items()
-             if name.startswith("test_") and callable(fn)]
-    failed = 0
-    n = 0
+    """Run every test_* function of namespace as TAP (see run_groups)."""
+    run_groups([(None, collect(namespace), setup, teardown)])
+
+
+def run_groups(groups):
+    """Run groups of tests as one TAP stream and exit 0 when all passed.
+    Each group is (label, [(name, fn)], setup, teardown): setup() makes the
+    context each fn gets (none when setup is None), teardown(ctx) ends it;
+    with a label, the TAP names are "name (label)".  A test passes when it
+    returns and no watched log got a sanitizer report meanwhile; tplib.Skip
+    marks it skipped.  The plan comes last, so that a report seen only at a
+    teardown can be one more (failed) result."""
+    state = {"n": 0, "failed": 0}
+
+    def result(ok, name, lines=(), directive=""):
+        state["n"] += 1
+        if not ok:
+            state["failed"] += 1
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", state["n"], name, directive),
+              flush=True)
+        _report_failure(lines)
+
+    try:
+        for label, tests, setup, teardown in groups:
+            _run_group(label, tests, setup, teardown, result)
+    finally:
+        print("1..%d" % state["n"], flush=True)
+    sys.exit(1 if state["failed"] else 0)
+
+
+def _run_group(label, tests, setup, teardown, result):
+    named = (lambda name: "%s (%s)" % (name, label)) if label else (lambda name: name)
     ctx = None
     try:
         if setup:
             try:
                 ctx = setup()
             except Exception:
-                failed, n, tests = 1, 1, []
-                print("not ok 1 - setup", flush=True)
-                _report_failure(traceback.format_exc().splitlines() +
-                                _sanitizer_lines(new_sanitizer_reports()))
-        for n, (name, fn) in enumerate(tests, 1):
+                result(False, named("setup"), traceback.format_exc().splitlines() +
+                       _sanitizer_lines(new_sanitizer_reports()))
+                return
+        for name, fn in tests:
             try:
                 if ctx is None:
                     fn()
                 else:
                     fn(ctx)
                 reports = new_sanitizer_reports()
-                if reports:
-                    failed += 1
-                    print("not ok %d - %s" % (n, name), flush=True)
-                    _report_failure(_sanitizer_lines(reports))
-                else:
-                    print("ok %d - %s" % (n, name), flush=True)
+                result(not reports, named(name), _sanitizer_lines(reports))
             except Skip as why:
-                print("ok %d - %s # SKIP %s" % (n, name, why), flush=True)
+                result(True, named(name), directive=" # SKIP %s" % why)
             except Exception:
-                failed += 1
-                print("not ok %d - %s" % (n, name), flush=True)
-                _report_failure(traceback.format_exc().splitlines() +
-                                _sanitizer_lines(new_sanitizer_reports()))
+                result(False, named(name), traceback.format_exc().splitlines() +
+                       _sanitizer_lines(new_sanitizer_reports()))
     finally:
         if teardown and ctx is not None:
-            teardown(ctx)
+            try:
+                teardown(ctx)
+            except Exception:
+                result(False, named("teardown"), traceback.format_exc().splitlines())
         reports = new_sanitizer_reports()
         if reports:
-            failed += 1
-            n += 1
-            print("not ok %d - no sanitizer report at teardown" % n, flush=True)
-            _report_failure(_sanitizer_lines(reports))
-        print("1..%d" % n, flush=True)
-    sys.exit(1 if failed else 0)
+            result(False, named("no sanitizer report at teardown"), _sanitizer_lines(reports))
 
 
 def eq(actual, expected, what=""):
