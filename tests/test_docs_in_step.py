@@ -45,5 +45,23 @@ def test_no_stray_variables_in_docs():
         eq(stray, [], "variables in %s that the program does not know" % path)
 
 
+def apt_packages(text):
+    """The packages of the first `apt-get install` in text (up to its `&&` or
+    the end of the command)."""
+    m = re.search(r"apt-get install ((?:[^&|>]|\\\n)*)", text)
+    assert m, "no apt-get install"
+    return {w for w in m.group(1).replace("\\\n", " ").split() if not w.startswith("-")}
+
+
+def test_ci_installs_what_the_readme_lists():
+    """.ci/run installs every package of README's "Run the tests" line."""
+    readme = read("README.md")
+    section = readme[readme.index("## Run the tests"):]
+    want = apt_packages(section)
+    assert {"check", "valgrind", "lighttpd", "apache2"} <= want, want
+    eq(sorted(want - apt_packages(read(".ci/run"))), [],
+       "packages of README's test command that .ci/run does not install")
+
+
 if __name__ == "__main__":
     tplib.run_tests(globals())

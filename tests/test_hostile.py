@@ -23,38 +23,24 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplib  # noqa: E402
 import fcgi_client  # noqa: E402
-from tplib import eq, cgi_fcgi, pixel_env, wait_for, PIXEL, AWS_KEYS  # noqa: E402
+from tplib import eq, cgi_fcgi, pixel_env, wait_for, PIXEL, AWS_KEYS, CONTEXT_KEYS  # noqa: E402
 from es_standin import Standin  # noqa: E402
 
 R = "\ufffd"                      # U+FFFD REPLACEMENT CHARACTER
 EMOJI = "\U0001F600"              # 4 bytes in UTF-8
 MAX_PARAMS, MAX_HEADERS, MAX_VALUE, MAX_BODY = 100, 100, 4096, 65536
-CONTEXT_KEYS = tplib.CONTEXT_KEYS
 
 
 def worker_env(es, **extra):
-    env = {"PATH": "/usr/bin:/bin", "TRACKPIXEL_ES_URL": es.url,
-           "TRACKPIXEL_SPOOL_DIR": tempfile.mkdtemp(prefix="tp-hostile-spool-")}
-    env.update(AWS_KEYS)
-    env.update(extra)
-    return env
-
-
-class Ctx:
-    pass
+    return tplib.worker_env(es, **dict(
+        {"TRACKPIXEL_SPOOL_DIR": tempfile.mkdtemp(prefix="tp-hostile-spool-")}, **extra))
 
 
 def setup():
-    c = Ctx()
-    c.es = tplib.signed_standin()
-    c.worker = tplib.Worker(worker_env(c.es)).start()
-    return c
+    return tplib.standin_and_worker(worker_env)
 
 
-def teardown(c):
-    if c.worker.proc is not None:
-        c.worker.stop()
-    c.es.stop()
+teardown = tplib.stop_standin_and_worker
 
 
 # ------------------------------------------------------------------ helpers

@@ -5,6 +5,7 @@ prints TAP (automake's tap-driver counts each one).  Nothing here talks to any
 address but loopback.
 """
 import os
+import re
 import sys
 import traceback
 
@@ -14,32 +15,133 @@ TESTDIR = os.path.join(SRCDIR, "tests")
 PYTHON = os.environ.get("TEST_PYTHON", "/usr/bin/python3")
 
 
+class Skip(Exception):
+    """Raised by a test whose precondition is missing: TAP "ok N - name # SKIP reason"."""
+
+
+# What a sanitizer prints when it finds something (ThreadSanitizer's races,
+# AddressSanitizer's and LeakSanitizer's errors, UndefinedBehaviorSanitizer's
+# "file:line:col: runtime error:").
+SANITIZER_REPORT = re.compile(
+    r"^(?:==\d+==)?(?:WARNING|ERROR): (?:ThreadSanitizer|AddressSanitizer|LeakSanitizer)\b"
+    r"|^SUMMARY: \w*Sanitizer:|^\S+:\d+:\d+: runtime error: ", re.M)
+_watched = {}                     # log path -> bytes of it already looked at
+
+
+def watch_log(path):
+    """Look for sanitizer reports in what is appended to path from now on
+    (a worker's stderr, a web server's error log): run_tests fails the test
+    during which one appears."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    _watched.setdefault(path, size)
+
+
+def new_sanitizer_reports():
+    """[(path, text)] of the sanitizer reports appended to the watched logs
+    since the last call."""
+    found = []
+    for path, seen in list(_watched.items()):
+        try:
+            with open(path, "rb") as f:
+                f.seek(seen)
+                data = f.read()
+        except OSError:
+            continue
+        _watched[path] = seen + len(data)
+        text = data.decode("utf-8", "replace")
+        m = SANITIZER_REPORT.search(text)
+        if m:
+            found.append((path, text[max(0, m.start() - 200):m.start() + 3000]))
+    return found
+
+
+def _report_failure(lines):
+    for line in lines:
+        print("# " + line, flush=True)
+
+
+def _sanitizer_lines(reports):
+    out = []
+    for path, text in reports:
+        out.append("sanitizer report in %s:" % path)
+        out.extend(text.splitlines())
+    return out
+
+
+def collect(namespace):
+    """[(name, function)] of the test_* functions of namespace (a module's
+    globals()), in file order."""
+    return [(name, fn) for name, fn in namespace.items()
+            if name.startswith("test_") and callable(fn)]
+
+
 def run_tests(namespace, setup=None, teardown=None):
-    """Run every test_* function of namespace (a module's globals()) as TAP."""
-    tests = [(name, fn) for name, fn in namespace.items()
-             if name.startswith("test_") and callable(fn)]
-    print("1..%d" % len(tests), flush=True)
-    failed = 0
+    """Run every test_* function of namespace as TAP (see run_groups)."""
+    run_groups([(None, collect(namespace), setup, teardown)])
+
+
+def run_groups(groups):
+    """Run groups of tests as one TAP stream and exit 0 when all passed.
+    Each group is (label, [(name, fn)], setup, teardown): setup() makes the
+    context each fn gets (none when setup is None), teardown(ctx) ends it;
+    with a label, the TAP names are "name (label)".  A test passes when it
+    returns and no watched log got a sanitizer report meanwhile; tplib.Skip
+    marks it skipped.  The plan comes last, so that a report seen only at a
+    teardown can be one more (failed) result."""
+    state = {"n": 0, "failed": 0}
+
+    def result(ok, name, lines=(), directive=""):
+        state["n"] += 1
+        if not ok:
+            state["failed"] += 1
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", state["n"], name, directive),
+              flush=True)
+        _report_failure(lines)
+
+    try:
+        for label, tests, setup, teardown in groups:
+            _run_group(label, tests, setup, teardown, result)
+    finally:
+        print("1..%d" % state["n"], flush=True)
+    sys.exit(1 if state["failed"] else 0)
+
+
+def _run_group(label, tests, setup, teardown, result):
+    named = (lambda name: "%s (%s)" % (name, label)) if label else (lambda name: name)
     ctx = None
     try:
         if setup:
-            ctx = setup()
-        for i, (name, fn) in enumerate(tests, 1):
+            try:
+                ctx = setup()
+            except Exception:
+                result(False, named("setup"), traceback.format_exc().splitlines() +
+                       _sanitizer_lines(new_sanitizer_reports()))
+                return
+        for name, fn in tests:
             try:
                 if ctx is None:
                     fn()
                 else:
                     fn(ctx)
-                print("ok %d - %s" % (i, name), flush=True)
+                reports = new_sanitizer_reports()
+                result(not reports, named(name), _sanitizer_lines(reports))
+            except Skip as why:
+                result(True, named(name), directive=" # SKIP %s" % why)
             except Exception:
-                failed += 1
-                print("not ok %d - %s" % (i, name), flush=True)
-                for line in traceback.format_exc().splitlines():
-                    print("# " + line, flush=True)
+                result(False, named(name), traceback.format_exc().splitlines() +
+                       _sanitizer_lines(new_sanitizer_reports()))
     finally:
         if teardown and ctx is not None:
-            teardown(ctx)
-    sys.exit(1 if failed else 0)
+            try:
+                teardown(ctx)
+            except Exception:
+                result(False, named("teardown"), traceback.format_exc().splitlines())
+        reports = new_sanitizer_reports()
+        if reports:
+            result(False, named("no sanitizer report at teardown"), _sanitizer_lines(reports))
 
 
 def eq(actual, expected, what=""):
@@ -56,6 +158,7 @@ import tempfile
 import time
 
 TRACKPIXEL = os.path.join(BUILDDIR, "src", "trackpixel")
+SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS")
 
 # Credentials for the stand-in only (the AWS documentation's example keys).
 AWS_KEYS = {
@@ -113,10 +216,16 @@ class Worker:
         # unless the test names one.
         self.env.setdefault("TRACKPIXEL_SPOOL_DIR", os.path.join(self.cwd, "spool"))
         self.spool = self.env["TRACKPIXEL_SPOOL_DIR"]
+        # The sanitizers' options of the test run reach the worker whatever
+        # environment the test gives it.
+        for name in SANITIZER_OPTIONS:
+            if name in os.environ:
+                self.env.setdefault(name, os.environ[name])
         self.stderr_path = os.path.join(self.cwd, "stderr.log")
         self.proc = None
 
     def start(self, port=0):
+        watch_log(self.stderr_path)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
@@ -222,3 +331,38 @@ def signed_standin(**opts):
               session_token=AWS_KEYS["AWS_SESSION_TOKEN"], require_signature=True)
     kw.update(opts)
     return Standin(**kw).start()
+
+
+class Ctx:
+    """What a test file's setup hands to each of its tests."""
+
+
+def worker_env(es, **extra):
+    """A worker's environment: posting to stand-in es, signed with AWS_KEYS
+    (extra adds or overrides variables)."""
+    env = {"PATH": "/usr/bin:/bin", "TRACKPIXEL_ES_URL": es.url}
+    env.update(AWS_KEYS)
+    env.update(extra)
+    return env
+
+
+def standin_and_worker(env_for):
+    """A setup for run_tests: c.es, a started signed stand-in, and c.worker,
+    a worker started with env_for(c.es)."""
+    c = Ctx()
+    c.es = signed_standin()
+    try:
+        c.worker = Worker(env_for(c.es)).start()
+    except Exception:
+        c.es.stop()
+        raise
+    return c
+
+
+def stop_standin_and_worker(c):
+    """The teardown that goes with standin_and_worker."""
+    try:
+        if c.worker.proc is not None:
+            c.worker.stop()
+    finally:
+        c.es.stop()

@@ -526,11 +526,11 @@ class Apache(Server):
 
     @staticmethod
     def document_headers(method):
-        """What Apache puts in every request's CGI variables itself: mod_fcgid
-        says HTTP_CONNECTION=close whatever the browser sent, and
-        CONTENT_LENGTH is always there."""
-        return {"Connection": "close"} if method == "POST" else {
-            "Connection": "close", "Content-Length": "0"}
+        """What the document records of Apache's own CGI variables: mod_fcgid
+        says HTTP_CONNECTION=close whatever the browser sent.  (Apache also
+        sets CONTENT_LENGTH=0 for a request without a body; the document
+        records Content-Length only for a request that carries one.)"""
+        return {"Connection": "close"}
 
     def render(self):
         with open(self.rendered_path, "w") as f:
@@ -595,6 +595,7 @@ class Apache(Server):
 
     def start(self):
         self.render()
+        tplib.watch_log(self.error_log_path)
         p = self._ctl("start")
         if p.returncode != 0:
             raise AssertionError("apache2 -k start failed (%d): %s\n%s" % (
@@ -668,8 +669,10 @@ class Lighttpd(Server):
 
     @staticmethod
     def document_headers(method):
-        """lighttpd always sets CONTENT_LENGTH (0 without a body)."""
-        return {} if method == "POST" else {"Content-Length": "0"}
+        """None: lighttpd sets CONTENT_LENGTH=0 for a request without a body,
+        but the document records Content-Length only for a request that
+        carries one."""
+        return {}
 
     def __init__(self, variant="spawn", socket_path=None, **kw):
         super().__init__(**kw)
@@ -709,6 +712,7 @@ class Lighttpd(Server):
 
     def start(self):
         self.render()
+        tplib.watch_log(self.error_log_path)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), TAG_VAR: self.tag}
         env.update(self.secrets)
         with open(os.path.join(self.dir, "lighttpd.stderr"), "ab") as err:
@@ -811,6 +815,7 @@ class SpawnFcgi:
         return int(m.group(1)) if m else 1
 
     def start(self):
+        tplib.watch_log(self.log_path)
         if os.geteuid() == 0:
             pw = pwd.getpwnam(run_user()[0])
             with open(self.log_path, "a"):
@@ -967,11 +972,7 @@ PIXEL_HEADERS = dict(NO_CACHE, **{"Content-Type": "image/bmp", "Content-Length":
 NOT_ALLOWED_HEADERS = dict(NO_CACHE, **{"Allow": "GET, HEAD, POST",
                                         "Content-Type": "text/plain; charset=utf-8",
                                         "Content-Length": "19"})
-CONTEXT_KEYS = ["account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-                "cognito-authentication-provider", "cognito-authentication-type",
-                "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-                "source-ip", "user", "user-agent", "user-arn", "request-id", "resource-id",
-                "resource-path"]
+CONTEXT_KEYS = tplib.CONTEXT_KEYS
 
 
 def check_response(srv, result, method, status):
@@ -1177,8 +1178,8 @@ def main(argv):
     return 0
 
 # ---------------------------------------------------------------- test helpers
-# Shared by test_apache.py and test_lighttpd.py: their context c has .srv
-# (a started Apache or Lighttpd) and .es (the stand-in).
+# For test_webservers.py: its context c has .srv (a started Apache or
+# Lighttpd) and .es (the stand-in).
 
 def teardown(c):
     """Stop the server and the stand-in; nothing of ours survives."""
