@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
 #include <malloc.h>
@@ -54,15 +55,15 @@ static volatile sig_atomic_t stopping;
  * spec's "finish and exit"): finish the current hit and the ones already
  * queued on our socket (serve_fastcgi), then leave.  Not
  * FCGX_ShutdownPending(): libfcgi would then refuse to accept those queued
- * ones.  A blocking accept() returns at once: no SA_RESTART, and
- * FCGI_FAIL_ACCEPT_ON_INTR. */
+ * ones.  The signals are only let in while the loop waits for a request
+ * (ppoll). */
 static void on_stop(int sig)
 {
     struct sigaction sa;
 
     (void)sig;
     stopping = 1;
-    /* The first signal interrupts accept(); later ones (mod_fcgid repeats
+    /* The first signal interrupts the wait; later ones (mod_fcgid repeats
      * SIGTERM after a second) must not interrupt the reads of a queued
      * request being answered: libfcgi fails a read on EINTR. */
     memset(&sa, 0, sizeof(sa));
@@ -74,7 +75,8 @@ static void on_stop(int sig)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* SIGALRM only bounds an accept() while draining the queue. */
+/* SIGALRM only bounds an accept() while draining the queue, when the
+ * listening socket could not be made non-blocking. */
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -85,7 +87,7 @@ static int install_signals(void)
     struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;      /* no SA_RESTART: accept() must return */
+    sa.sa_handler = on_stop;      /* no SA_RESTART: the wait must return */
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
         sigaction(SIGUSR1, &sa, NULL) < 0)
@@ -200,12 +202,66 @@ static void serve_one(tp_app *app, fcgi_ctx *c, const tp_io *io)
  * most this long. */
 #define DRAIN_MS 2000
 
+/* The listening socket is made non-blocking, so an accept() never waits:
+ * when the socket is shared (spawn-fcgi -F, several workers) another
+ * process may take the connection between our poll and our accept, and
+ * libfcgi then answers -EAGAIN.  So the stop signals can stay blocked
+ * around accept() (no sigprocmask pair per request).  Accepted sockets do
+ * not inherit O_NONBLOCK (Linux accept(2)).  Returns 0, or -1 when the
+ * socket could not be made non-blocking. */
+static int listen_nonblocking(void)
+{
+    int fl = fcntl(FCGI_LISTENSOCK_FILENO, F_GETFL);
+
+    return fl < 0 || fcntl(FCGI_LISTENSOCK_FILENO, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
+}
+
+/* One request waits: accept it (stop signals blocked; when the socket could
+ * not be made non-blocking, they are let in around the accept so that a
+ * stop is not held up by a connection another process took). */
+static int accept_one(fcgi_ctx *c, int nonblocking, const sigset_t *open_mask,
+                      const sigset_t *stops)
+{
+    int rc;
+
+    if (nonblocking)
+        return FCGX_Accept_r(&c->req);
+    sigprocmask(SIG_SETMASK, open_mask, NULL);
+    rc = FCGX_Accept_r(&c->req);
+    sigprocmask(SIG_BLOCK, stops, NULL);
+    return rc;
+}
+
+/* Stopping.  While a hit was posted, the web server may have queued more
+ * requests on our socket (mod_fcgid and lighttpd pass requests to a process
+ * whose answer is finished): answer those waiting now, or they get a reset
+ * - no pixel, no document.  A shared socket under steady load is never
+ * empty: DRAIN_MS bounds the whole. */
+static void drain(tp_app *app, fcgi_ctx *c, const tp_io *io, int nonblocking)
+{
+    struct timespec drain_end = tp_ts_add_ms(tp_mono_now(), DRAIN_MS);
+
+    while (tp_ts_before(tp_mono_now(), drain_end)) {
+        struct pollfd p = { FCGI_LISTENSOCK_FILENO, POLLIN, 0 };
+
+        if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+            break;
+        if (!nonblocking)
+            alarm(1);      /* bounds an accept another process wins */
+        if (FCGX_Accept_r(&c->req) < 0)
+            break;
+        alarm(0);
+        serve_one(app, c, io);
+    }
+    alarm(0);
+}
+
 static int serve_fastcgi(tp_app *app)
 {
     sigset_t stops, open_mask;
-    struct timespec drain_end;
     fcgi_ctx c;
     tp_io io = { &c, fcgi_read, fcgi_write };
+    int nonblocking = listen_nonblocking() == 0;
 
     if (FCGX_InitRequest(&c.req, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
         tp_log("FCGX_InitRequest failed");
@@ -234,41 +290,14 @@ static int serve_fastcgi(tp_app *app)
         }
         if (stopping)
             break;
-        /* Readable.  Signals may interrupt accept() (a shared socket's
-         * connection can be taken by another process meanwhile). */
-        sigprocmask(SIG_SETMASK, &open_mask, NULL);
-        rc = FCGX_Accept_r(&c.req);
-        sigprocmask(SIG_BLOCK, &stops, NULL);
-        if (rc == -EINTR)
-            continue;
+        rc = accept_one(&c, nonblocking, &open_mask, &stops);
+        if (rc == -EINTR || rc == -EAGAIN || rc == -EWOULDBLOCK)
+            continue;             /* another process took it */
         if (rc < 0)
             break;
         serve_one(app, &c, &io);
     }
-
-    /* Stopping.  While a hit was posted, the web server may have queued
-     * more requests on our socket (mod_fcgid and lighttpd pass requests to
-     * a process whose answer is finished): answer those waiting now, or
-     * they get a reset - no pixel, no document.  The socket may be shared
-     * (spawn-fcgi -F): another process can take a connection between
-     * poll() and accept(), so the alarm bounds that accept().  A shared
-     * socket under steady load is never empty: DRAIN_MS bounds the whole. */
-    drain_end = tp_ts_add_ms(tp_mono_now(), DRAIN_MS);
-    for (;;) {
-        struct pollfd p = { 0, POLLIN, 0 };
-        int rc;
-
-        if (!tp_ts_before(tp_mono_now(), drain_end))
-            break;
-        if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
-            break;
-        alarm(1);
-        rc = FCGX_Accept_r(&c.req);
-        alarm(0);
-        if (rc < 0)
-            break;
-        serve_one(app, &c, &io);
-    }
+    drain(app, &c, &io, nonblocking);
     FCGX_Free(&c.req, 1);
     /* No more connections: from now on the web server's connect() is
      * refused at once instead of queued, then reset when we exit. */

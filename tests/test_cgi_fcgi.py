@@ -111,7 +111,7 @@ def test_signature_verified_and_token_carried(c):
     eq(status, 200, "status")
     one_doc(c, headers["X-Request-Id"])
     reqs = c.es.requests()
-    eq(len(reqs), 1, "requests")
+    eq(len(reqs), 1, "requests %r" % [(r["method"], r["path"], r["status"]) for r in reqs])
     r = reqs[0]
     # The loop posts its own hit (a _bulk would mean the deliverer took it).
     eq((r["method"], r["path"], r["status"]),
