@@ -1630,7 +1630,9 @@ class Standin:
     # -- control API
     def _control(self, method, path, obj=None):
         body = None if obj is None else json.dumps(obj).encode("utf-8")
-        conn = self.connection()
+        # Generous: on a loaded machine a listing of thousands of documents
+        # takes a while, and a slow answer here is not what a test tests.
+        conn = self.connection(timeout=60)
         try:
             conn.request(method, path, body=body,
                          headers={"Content-Type": "application/json"} if body else {})

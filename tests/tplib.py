@@ -181,8 +181,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout=20.0, what="condition"):
-    """Poll predicate() until it returns a true value (bounded)."""
+def wait_for(predicate, timeout=20.0, what="condition", interval=0.05):
+    """Poll predicate() every interval seconds until it returns a true value
+    (bounded)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -190,7 +191,7 @@ def wait_for(predicate, timeout=20.0, what="condition"):
             return value
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def assert_no_secrets(text, what="output"):
