@@ -255,7 +255,7 @@ class BenchLighttpd(webserver.Lighttpd):
             os.chmod(bindir, 0o755)
             copy = os.path.join(bindir, "trackpixel")
             shutil.copy2(self.program, copy)
-            text = webserver.replace_all(text, '"%s"' % webserver.BINARY, '"%s"' % copy,
+            text = webserver.replace_all(text, '"%s"' % self.binary, '"%s"' % copy,
                                          "bin-path")
         for key in ("min-procs", "max-procs"):
             pattern = r'^([ \t]*)"%s"[ \t]*=>[ \t]*\d+,[ \t]*$' % key
@@ -289,7 +289,7 @@ class BenchApache(webserver.Apache):
             # The shipped file serves one file named trackpixel, in this
             # directory (make_server puts the bare pixel's copy in one of its
             # own under that name).
-            text = webserver.replace_all(text, os.path.dirname(webserver.BINARY),
+            text = webserver.replace_all(text, os.path.dirname(self.binary),
                                          self.program_dir, "program directory")
         text = edit_line(text, r"^([ \t]*)FcgidMaxProcessesPerClass[ \t]+\d+[ \t]*$",
                          "FcgidMaxProcessesPerClass %d" % self.workers,
