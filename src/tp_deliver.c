@@ -73,10 +73,12 @@ struct tp_deliver {
     memq q;                        /* without a journal: waiting           */
     unsigned int rng;
     tp_log_limit full_log, journal_log, loop_log, drop_log;
+    long loop_status;              /* the status loop_log last spoke of     */
 
     /* The thread's own. */
     memq sending;                  /* taken from q, being delivered        */
     tp_log_limit thread_log;
+    long thread_status;            /* the status thread_log last spoke of   */
 };
 
 /* One _bulk request's worth of documents. */
@@ -101,6 +103,17 @@ typedef struct sent {
 } sent;
 
 /* ------------------------------------------------- cluster up or down */
+
+/* A failure of another kind than the last one logged (a redirect after a
+ * stretch of 503s, say) is logged at once, not held back by the rate
+ * limit: it is news. */
+static void news(tp_log_limit *l, long *last_status, long status)
+{
+    if (status != *last_status) {
+        l->last = 0;
+        *last_status = status;
+    }
+}
 
 /* Lock held.  Exponential backoff with full jitter over the upper half:
  * the next try is in [backoff/2, backoff). */
@@ -243,6 +256,7 @@ static int settle(tp_deliver *d, sent *s, long n, const char *where)
         /* The whole request refused (not per item): keep everything. */
         s->r = TP_ES_RETRY;
     }
+    news(&d->thread_log, &d->thread_status, s->status);
     if (s->r != TP_ES_OK)
         tp_log_limited(&d->thread_log, time(NULL),
                        "cluster unavailable, %ld documents wait in %s: %s", n - s->prefix,
@@ -832,6 +846,7 @@ void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), 
     d->inflight = 0;
     if (status != 0 || tp_ts_before(tp_mono_now(), budget)) {
         /* Down (or answering what is not a create): not slow. */
+        news(&d->loop_log, &d->loop_status, status);
         tp_log_limited(&d->loop_log, time(NULL), "cluster unavailable, hit %s waits in %s: %s",
                        e->id, e->journaled ? "the journal" : "memory (no journal)", err);
         cluster_down(d);
