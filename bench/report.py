@@ -499,9 +499,16 @@ def peer_figures(r4, r10):
     return rows
 
 
+def others_cores(r):
+    """The cores the machine spent on other things during a row's run."""
+    mach = r.get("cpu", {}).get("machine")
+    secs = r.get("cpu_window_s") or r["duration_us"] / 1e6
+    return max(0.0, mach[0] - mach[2]) / secs if mach and secs else 0.0
+
+
 def peer_reading(r4, r10):
     """One paragraph: what the figures say."""
-    text = ("The peer served %.1f times the requests per second of lighttpd + trackpixel"
+    text = ("The peer served %.2f times the requests per second of lighttpd + trackpixel"
             % (r10["rps"] / r4["rps"]))
     if r4.get("cpu") and r10.get("cpu") and r4["requests"] and r10["requests"]:
         a, b = both_cpu(r4, "FastCGI processes"), both_cpu(r10, "shipper")
@@ -512,6 +519,13 @@ def peer_reading(r4, r10):
              "trackpixel's web server hands each hit to a FastCGI process, which builds a "
              "richer document, journals it before the pixel and signs every request. What "
              "that buys is in the table below; what it costs is this row against row 4.")
+    busy = [(n, others_cores(r)) for n, r in ((4, r4), (10, r10)) if others_cores(r) >= 0.25]
+    if busy:
+        text += (" The machine was not the run's own: %s went to other processes (the CPU "
+                 "table's others), and the two pipelines share the cores with wrk and the "
+                 "stand-in, so requests per second moves with whatever else runs; the CPU "
+                 "per hit is the figure to compare."
+                 % " and ".join("%.2f cores during row %d" % (c, n) for n, c in busy))
     if r10.get("peer_served") and r10["peer_docs"] < r10["peer_served"]:
         text += (" The peer lost %d of the run's %d hits with a cluster that never failed."
                  % (r10["peer_served"] - r10["peer_docs"], r10["peer_served"]))
