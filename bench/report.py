@@ -437,10 +437,10 @@ PEER_COMPARISON = [
     ("the shipper killed (crash, SIGKILL)",
      "the next worker takes the journal over; what was delivered is marked: every hit "
      "once",
-     "`imfile` saves its offset in the file at shutdown only (`persistStateInterval` 0, "
-     "its default): after a crash it reads the file again from the last saved offset, so "
-     "what was shipped since is stored twice; nothing is lost while the log file is still "
-     "there (a rotation in between loses what was not read)"),
+     "`imfile` saves how far it has read at shutdown (`persistStateInterval` 0, its "
+     "default), not as documents are shipped, and the queue writes to disk only when its "
+     "memory is full or at shutdown: after a crash rsyslogd starts again from the offset "
+     "saved last, and what was shipped since is stored twice"),
     ("documents the cluster refuses",
      "429 and 5xx are retried; any other refusal goes to the dead-letter file with the "
      "cluster's reason",
@@ -455,7 +455,8 @@ PEER_COMPARISON = [
      "cut on a character boundary and listed in `\"truncated\"`; the document stays "
      "within `TRACKPIXEL_MAX_DOC`",
      "a line longer than rsyslog's `maxMessageSize` (%s here, 8k by default) is cut, is "
-     "no longer JSON, and is refused" % PEER_MAX_MESSAGE),
+     "no longer JSON, and is refused (to `errorFile`); the rest of the line is dropped"
+     % PEER_MAX_MESSAGE),
     ("authentication",
      "SigV4 signing (Amazon OpenSearch Service with IAM)",
      "HTTP basic authentication or TLS client certificates, no SigV4: an IAM-protected "
