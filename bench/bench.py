@@ -135,7 +135,8 @@ def preflight(opts):
     if any(opts.want(n) for n, row in ROWS.items() if row.server == "peer"):
         if not shutil.which("rsyslogd"):
             missing.append("rsyslogd (rsyslog)")
-        if not glob.glob("/usr/lib/*/rsyslog/omelasticsearch.so"):
+        if not (glob.glob("/usr/lib/*/rsyslog/omelasticsearch.so") or
+                glob.glob("/usr/lib/rsyslog/omelasticsearch.so")):
             missing.append("omelasticsearch (rsyslog-elasticsearch)")
     for path in PROGRAMS.values():
         if not os.access(path, os.X_OK):
