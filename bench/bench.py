@@ -17,13 +17,18 @@ defines the rows):
   7. as 4, the stand-in stopped       the cluster is down
   8. Apache mod_fcgid + bare_pixel    to tell mod_fcgid's share in 5
   9. as 4, the stand-in never answers a hung cluster (timeouts)
+ 10. the peer: nginx empty_gif + a JSON access log, tailed by rsyslog's
+     imfile and shipped by omelasticsearch (_bulk) to the fast stand-in:
+     what an administrator would build instead of trackpixel
 
 Rows 2 to 9 use the SHIPPED configurations (lighttpd/50-trackpixel.conf,
 apache/trackpixel.conf), rendered by tests/webserver.py as the tests do; the
 only change is the number of worker processes, the same for rows 3 to 9.
 Rows 3 and 8 run bench/bare_pixel through the very same configurations, in
 place of trackpixel.  For each row, the CPU time each group of processes
-used (web server, FastCGI processes, stand-in, wrk) per request.
+used (web server, FastCGI processes, shipper, stand-in, wrk) per request;
+for row 10 until rsyslog has shipped every line the run logged, and the
+documents delivered against the requests nginx served.
 
 Per-hit cost (worker.py): CPU instructions per hit (valgrind
 --tool=callgrind; two runs of W and W+N hits through tests/fcgi_client.py,
@@ -46,6 +51,7 @@ status is 0 when the run completed, whatever the numbers.
 """
 import argparse
 import datetime
+import glob
 import json
 import os
 import shutil
@@ -76,9 +82,9 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     ap.add_argument("--workers", type=int, default=8,
                     help="FastCGI processes for rows 3-9 (8)")
-    ap.add_argument("--rows", help="which rows, e.g. 3,4 (default 1-9; quick: 1-8) (8: Apache "
-                                   "+ bare pixel, to compare with 5; 9: a cluster that never "
-                                   "answers)")
+    ap.add_argument("--rows", help="which rows, e.g. 3,4 (default 1-10; quick: all but 9) "
+                                   "(8: Apache + bare pixel, to compare with 5; 9: a cluster "
+                                   "that never answers; 10: nginx + rsyslog, the peer)")
     ap.add_argument("--repeats", type=int,
                     help="rows 3 and 4 again this many times each, alternating, for the "
                          "median of 4/3 (2; quick 0)")
@@ -123,9 +129,15 @@ def defaults(opts):
     return opts
 
 
-def preflight():
+def preflight(opts):
     missing = [p for p in ("wrk", "nginx", "lighttpd", "apache2", "valgrind",
                            "callgrind_annotate") if not shutil.which(p)]
+    if any(opts.want(n) for n, row in ROWS.items() if row.server == "peer"):
+        if not shutil.which("rsyslogd"):
+            missing.append("rsyslogd (rsyslog)")
+        if not (glob.glob("/usr/lib/*/rsyslog/omelasticsearch.so") or
+                glob.glob("/usr/lib/rsyslog/omelasticsearch.so")):
+            missing.append("omelasticsearch (rsyslog-elasticsearch)")
     for path in PROGRAMS.values():
         if not os.access(path, os.X_OK):
             missing.append(path + " (run make first)")
@@ -133,6 +145,14 @@ def preflight():
         missing.append("mod_fcgid (libapache2-mod-fcgid)")
     if missing:
         raise SystemExit("bench: missing: " + ", ".join(missing))
+    # The run starts its own rsyslogd; one of the system's (Debian's package
+    # starts it where services may start) is left alone, and its CPU shows
+    # in the reports' "others".
+    others = [pid for pid, (comm, state, _) in webserver.all_procs().items()
+              if comm == "rsyslogd" and state != "Z"]
+    if others:
+        log("note: rsyslogd already runs (pid %s), not started by this run"
+            % ", ".join(map(str, sorted(others))))
 
 
 def on_signal(sig, frame):
@@ -173,7 +193,7 @@ def write_report(opts, ctx, t0):
 
 def main(argv):
     opts = parse_args(argv)
-    preflight()
+    preflight(opts)
     base = report.load_baseline(opts.baseline) if opts.baseline else None
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)

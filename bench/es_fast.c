@@ -9,14 +9,22 @@
  * Listens on 127.0.0.1 (port 0: any free port), prints "port N" on stdout
  * once it accepts connections, and serves until SIGTERM or SIGINT:
  *
- *   POST .../_bulk         200, one "create" item with status 201 for each
- *                          action line of the body (an entry is an action
- *                          line and a document line, so items = lines / 2);
- *                          only {"create":{"status":201}} when the request
- *                          has a filter_path (as trackpixel's do)
+ *   POST .../_bulk         200, one item with status 201 for each action line
+ *                          of the body (an entry is an action line and a
+ *                          document line, so items = lines / 2), named after
+ *                          the body's first action: "index" (rsyslog's
+ *                          omelasticsearch) or "create" (trackpixel); only
+ *                          {"create":{"status":201}} when the request has a
+ *                          filter_path (as trackpixel's do)
  *   POST or PUT elsewhere  201 {"_index":"events","_id":...,"result":"created"}
  *   GET /_bench/stats      200, the counters as JSON (not counted)
  *   GET anything else      200 {} (trackpixel --check's GET /)
+ *   HEAD anything          200 and no body (omelasticsearch's health check,
+ *                          HEAD /_cat/health)
+ *
+ * A request that says "Expect: 100-continue" gets "100 Continue" once its
+ * head has arrived, as Elasticsearch answers (libcurl sends it for large
+ * bodies and would otherwise wait a second before sending the body).
  *
  * With --delay-ms each answer is sent that long after its request arrived
  * (every connection on its own: many requests can be waiting at once).
@@ -50,6 +58,7 @@ typedef struct conn {
     char *out;                 /* the answer being written                */
     size_t out_len, out_off, out_cap;
     int close_after;           /* the client said Connection: close       */
+    int continued;             /* 100 Continue sent for the current request */
     int waiting;               /* an answer is held until due             */
     long long due_ms;
     struct conn *next_wait;    /* the list of held answers                */
@@ -75,6 +84,12 @@ static const char bulk_item[] =
     "\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":0,"
     "\"_primary_term\":1,\"status\":201}}";
 static const char bulk_item_filtered[] = "{\"create\":{\"status\":201}}";
+/* The same item for an "index" action (no _id given: the cluster makes one). */
+static const char bulk_item_index[] =
+    "{\"index\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":"
+    "\"kGmvYZoBnBvF7DCVCsUe\",\"_version\":1,\"result\":\"created\","
+    "\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0},\"_seq_no\":0,"
+    "\"_primary_term\":1,\"status\":201}}";
 
 static void on_signal(int sig)
 {
@@ -153,7 +168,9 @@ static int header_value(const char *head, size_t len, const char *name, char *va
     return -1;
 }
 
-static int answer(conn *c, int status, const char *reason, const char *body, size_t blen)
+/* head_only: the headers of the answer without its body (HEAD). */
+static int answer_as(conn *c, int status, const char *reason, const char *body, size_t blen,
+                     int head_only)
 {
     char head[256];
     int hl = snprintf(head, sizeof(head),
@@ -161,6 +178,8 @@ static int answer(conn *c, int status, const char *reason, const char *body, siz
                       "Content-Length: %zu\r\n%s\r\n",
                       status, reason, blen, c->close_after ? "Connection: close\r\n" : "");
 
+    if (head_only)
+        blen = 0;
     if (reserve(&c->out, &c->out_cap, (size_t)hl + blen) < 0)
         return -1;
     memcpy(c->out, head, (size_t)hl);
@@ -170,9 +189,26 @@ static int answer(conn *c, int status, const char *reason, const char *body, siz
     return 0;
 }
 
+static int answer(conn *c, int status, const char *reason, const char *body, size_t blen)
+{
+    return answer_as(c, status, reason, body, blen, 0);
+}
+
+/* "100 Continue" straight away (blocking sends are not worth a state for
+ * 25 bytes on loopback: a full socket buffer just drops the connection). */
+static int send_continue(conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+
+    c->continued = 1;
+    return n == (ssize_t)(sizeof(cont) - 1) ? 0 : -1;
+}
+
 static int bulk_answer(conn *c, const char *body, size_t blen, int filtered)
 {
-    const char *item = filtered ? bulk_item_filtered : bulk_item;
+    int is_index = blen >= 8 && memcmp(body, "{\"index\"", 8) == 0;
+    const char *item = filtered ? bulk_item_filtered : is_index ? bulk_item_index : bulk_item;
     size_t ilen = strlen(item);
     size_t lines = 0, items, i, need, off;
     const char *p = body, *end = body + blen;
@@ -261,8 +297,14 @@ static int serve(conn *c)
             return -1;             /* not what libcurl sends us */
         }
         total = hlen + (size_t)clen;
-        if (c->in_len < total)
+        if (c->in_len < total) {
+            if (!c->continued &&
+                header_value(c->in, hlen, "Expect", val, sizeof(val)) == 0 &&
+                strcasecmp(val, "100-continue") == 0)
+                return send_continue(c);
             return 0;
+        }
+        c->continued = 0;
         c->close_after = header_value(c->in, hlen, "Connection", val, sizeof(val)) == 0 &&
                          strcasecmp(val, "close") == 0;
         body = c->in + hlen;
@@ -287,7 +329,7 @@ static int serve(conn *c)
                 rc = answer(c, 201, "Created", create_body, sizeof(create_body) - 1);
             } else {
                 stats.other++;
-                rc = answer(c, 200, "OK", "{}", 2);
+                rc = answer_as(c, 200, "OK", "{}", 2, strcmp(method, "HEAD") == 0);
             }
         }
         memmove(c->in, c->in + total, c->in_len - total);

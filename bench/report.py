@@ -12,7 +12,9 @@ import re
 import subprocess
 
 from paths import BUILDDIR, PROGRAMS, SRCDIR
-from rows import HEADERS, KEY_PHASES, QUERY, RATIOS, REGION, ROWS, SLOW_MS, TARGETS
+from rows import (HEADERS, KEY_PHASES, PEER_BATCH, PEER_LOG_FORMAT, PEER_MAX_MESSAGE,
+                  PEER_QUEUE_SIZE, PEER_RSYSLOG_CONF, QUERY, RATIOS, REGION, ROWS, SLOW_MS,
+                  TARGETS)
 
 
 # ------------------------------------------------------------- the machine
@@ -54,6 +56,7 @@ def machine():
         "apache2": first(cmd_out(["apache2", "-v"])).replace("Server version: ", ""),
         "mod_fcgid": cmd_out(["sh", "-c", "dpkg-query -W -f '${Version}' libapache2-mod-fcgid"]),
         "nginx": cmd_out(["nginx", "-v"]).replace("nginx version: ", ""),
+        "rsyslog": first(cmd_out(["rsyslogd", "-v"])),
         "libcurl": cmd_out(["pkg-config", "--modversion", "libcurl"]),
         "openssl": first(cmd_out(["openssl", "version"])),
         "json-c": cmd_out(["pkg-config", "--modversion", "json-c"]),
@@ -119,6 +122,17 @@ def note(n, r):
                      % (r["es_creates"], r["es_bulk_docs"], r["es_bulks"],
                         "every request signed" if r["es_signed"] == r["es_requests"] else
                         "%d of %d requests signed" % (r["es_signed"], r["es_requests"])))
+    if "peer_docs" in r:
+        parts.append("%d documents reached the stand-in for %d requests nginx served during the "
+                     "run (lines of its access log)%s, in %d `_bulk` requests"
+                     % (r["peer_docs"], r["peer_served"],
+                        "; rsyslog shipped the last of them %.1f s after the run" % r["drain_s"]
+                        if r["peer_drained"] else
+                        "; rsyslog had not shipped them all %.0f s after the run" % r["drain_s"],
+                        r["es_bulks"]))
+        if r["peer_rejected_bytes"]:
+            parts.append("rsyslog's errorFile holds %d bytes (documents or requests the "
+                         "cluster refused)" % r["peer_rejected_bytes"])
     if "docs_during" in r:
         parts.append("%d documents delivered during the warm-up and the run" % r["docs_during"])
     if "spool_bytes" in r:
@@ -387,6 +401,181 @@ def section_before_after(add, ctx):
     add("")
 
 
+# ------------------------------------------------------------ the peer
+# Row 10 against row 4: the figures side by side, then what each pipeline's
+# document holds and what each guarantees (the configurations' behaviour, as
+# the programs document it; the stand-in checks nothing, so the run itself
+# shows only the figures).
+
+PEER_COMPARISON = [
+    ("the document",
+     "API Gateway's passthrough shape: the query string parsed into "
+     "`params.querystring` (names and values decoded), every request header but "
+     "`Authorization`, the client's address, method and path, a request-id (a UUID, also "
+     "the answer's `X-Request-Id` and the document's `_id`), the time in milliseconds "
+     "(`date`, `@timestamp`); a POST's JSON body (`sendBeacon`) as `body-json`",
+     "the fields its `log_format` names: the time to the second, `msec`, nginx's "
+     "`$request_id`, the client's address, method, path, the query string as one string "
+     "(not parsed: an ingest pipeline or rsyslog's `mmnormalize` would have to), status, "
+     "and the headers it names (Host, User-Agent, Referer, Accept-Language), no others; "
+     "no POST body"),
+    ("before the pixel is served",
+     "the document is in the worker's journal (one `write()`, no fsync by default)",
+     "nothing: nginx writes the log line after the answer (one `write()`, no fsync)"),
+    ("cluster down or slow",
+     "the journal keeps every hit; the delivery thread retries with backoff, without end; "
+     "the pixel does not wait",
+     "`action.resumeRetryCount=\"-1\"`: rsyslog retries without end; its action queue holds "
+     "%d documents in memory, then spills to its work directory (`queue.filename`); nginx "
+     "does not wait. With rsyslog's default (0) what fails while the cluster is down is "
+     "dropped" % PEER_QUEUE_SIZE),
+    ("a request retried (timeout, 5xx)",
+     "every document has its id (`_create`, or `create` in `_bulk`): a retry never stores "
+     "a hit twice",
+     "the documents have no id (`index` actions): a `_bulk` request sent again after a "
+     "timeout stores its documents twice"),
+    ("the shipper killed (crash, SIGKILL)",
+     "the next worker takes the journal over; what was delivered is marked: every hit "
+     "once",
+     "`imfile` saves how far it has read at shutdown (`persistStateInterval` 0, its "
+     "default), not as documents are shipped, and the queue writes to disk only when its "
+     "memory is full or at shutdown: after a crash rsyslogd starts again from the offset "
+     "saved last, and what was shipped since is stored twice"),
+    ("documents the cluster refuses",
+     "429 and 5xx are retried; any other refusal goes to the dead-letter file with the "
+     "cluster's reason",
+     "written with the cluster's answer to `errorFile` and not retried, 429s inside a "
+     "`_bulk` answer included (unless `retryfailures` and a ruleset that resubmits them)"),
+    ("bytes that are not UTF-8",
+     "become U+FFFD: the document is always valid JSON",
+     "`escape=json` escapes `\"`, `\\` and control characters and passes other bytes as "
+     "they came: a header that is not UTF-8 makes a line the cluster refuses (to "
+     "`errorFile`)"),
+    ("long values",
+     "cut on a character boundary and listed in `\"truncated\"`; the document stays "
+     "within `TRACKPIXEL_MAX_DOC`",
+     "a line longer than rsyslog's `maxMessageSize` (%s here, 8k by default) is cut, is "
+     "no longer JSON, and is refused (to `errorFile`); the rest of the line is dropped"
+     % PEER_MAX_MESSAGE),
+    ("authentication",
+     "SigV4 signing (Amazon OpenSearch Service with IAM)",
+     "HTTP basic authentication or TLS client certificates, no SigV4: an IAM-protected "
+     "domain needs a signing proxy in between"),
+]
+
+
+def both_cpu(r, group):
+    """CPU per request served of the web server and group together, in us."""
+    return per_request_us(r, "web server") + per_request_us(r, group)
+
+
+def peer_figures(r4, r10):
+    """[(what, row 4's, row 10's)] of the side-by-side table."""
+    rows = [("requests/s", "%.0f" % r4["rps"], "%.0f" % r10["rps"]),
+            ("p50 / p99", "%s / %s" % (ms(r4["p50"]), ms(r4["p99"])),
+             "%s / %s" % (ms(r10["p50"]), ms(r10["p99"])))]
+    if r4.get("cpu") and r10.get("cpu") and r4["requests"] and r10["requests"]:
+        rows += [
+            ("CPU per hit, web server (lighttpd; nginx), us",
+             "%.0f" % per_request_us(r4, "web server"), "%.0f" % per_request_us(r10, "web server")),
+            ("CPU per hit, the FastCGI processes (trackpixel) / the shipper (rsyslogd), us",
+             "%.0f" % per_request_us(r4, "FastCGI processes"),
+             "%.0f" % per_request_us(r10, "shipper")),
+            ("CPU per hit, both, us (the stand-in and wrk left out)",
+             "**%.0f**" % both_cpu(r4, "FastCGI processes"), "**%.0f**" % both_cpu(r10, "shipper"))]
+    if "docs" in r4 and "peer_docs" in r10:
+        served4 = r4["requests"] + r4["warmup_requests"]
+        rows.append(("documents delivered / requests served",
+                     "%.3f (%d / %d: warm-up and run, as wrk counts them)"
+                     % (r4["docs"] / served4 if served4 else 0, r4["docs"], served4),
+                     "%.3f (%d / %d: the run, as nginx logged them)"
+                     % (r10["peer_docs"] / r10["peer_served"] if r10["peer_served"] else 0,
+                        r10["peer_docs"], r10["peer_served"])))
+        rows.append(("documents per `_bulk` request",
+                     "%.1f" % (r4["es_bulk_docs"] / r4["es_bulks"]) if r4["es_bulks"] else "-",
+                     "%.1f" % (r10["es_bulk_docs"] / r10["es_bulks"]) if r10["es_bulks"]
+                     else "-"))
+        rows.append(("requests signed (SigV4)", "%d of %d" % (r4["es_signed"], r4["es_requests"]),
+                     "%d of %d" % (r10["es_signed"], r10["es_requests"])))
+    return rows
+
+
+def others_cores(r):
+    """The cores the machine spent on other things during a row's run."""
+    mach = r.get("cpu", {}).get("machine")
+    secs = r.get("cpu_window_s") or r["duration_us"] / 1e6
+    return max(0.0, mach[0] - mach[2]) / secs if mach and secs else 0.0
+
+
+def peer_reading(r4, r10):
+    """One paragraph: what the figures say."""
+    text = ("The peer served %.2f times the requests per second of lighttpd + trackpixel"
+            % (r10["rps"] / r4["rps"]))
+    if r4.get("cpu") and r10.get("cpu") and r4["requests"] and r10["requests"]:
+        a, b = both_cpu(r4, "FastCGI processes"), both_cpu(r10, "shipper")
+        text += (" and used %.0f us of CPU per hit for web server and shipper together, "
+                 "against %.0f us for lighttpd and trackpixel (%.0f %% of it)"
+                 % (b, a, 100 * b / a if a else 0))
+    text += (". Its nginx answers the pixel from memory and appends one line to a file; "
+             "trackpixel's web server hands each hit to a FastCGI process, which builds a "
+             "richer document, journals it before the pixel and signs every request. What "
+             "that buys is in the table below; what it costs is this row against row 4.")
+    busy = [(n, others_cores(r)) for n, r in ((4, r4), (10, r10)) if others_cores(r) >= 0.25]
+    if busy:
+        text += (" The machine was not the run's own: %s went to other processes (the CPU "
+                 "table's others), and the two pipelines share the cores with wrk and the "
+                 "stand-in, so requests per second moves with whatever else runs; the CPU "
+                 "per hit is the figure to compare."
+                 % " and ".join("%.2f cores during row %d" % (c, n) for n, c in busy))
+    if r10.get("peer_served") and r10["peer_docs"] < r10["peer_served"]:
+        text += (" The peer lost %d of the run's %d hits with a cluster that never failed."
+                 % (r10["peer_served"] - r10["peer_docs"], r10["peer_served"]))
+    return text
+
+
+def section_peer(add, ctx):
+    r4, r10 = ctx.results.get(4), ctx.results.get(10)
+    if not r10:
+        return
+    add("## trackpixel and the peer")
+    add("")
+    add("Row 10 is the pipeline many administrators would build instead of trackpixel: "
+        "nginx answers the pixel itself (`empty_gif`, a 43-byte GIF) and writes one JSON "
+        "line per request to its access log, rsyslog's `imfile` tails that file and "
+        "`omelasticsearch` sends the lines to the cluster in `_bulk` requests, with the "
+        "settings of an administrator who cares about loss. nginx (`http` block):")
+    add("")
+    add("    log_format pixel escape=json '%s';" % PEER_LOG_FORMAT)
+    add("    access_log ACCESS_LOG pixel;")
+    add("")
+    add("rsyslogd (`rsyslogd -n -f CONF -i PIDFILE`), all of its configuration:")
+    add("")
+    conf = PEER_RSYSLOG_CONF.format(
+        work="WORKDIR", max_message=PEER_MAX_MESSAGE, log="ACCESS_LOG", port="PORT",
+        errors="ERRORS_FILE", queue_size=PEER_QUEUE_SIZE, batch=PEER_BATCH,
+        messages="MESSAGES_FILE")
+    for line in conf.rstrip("\n").split("\n"):
+        add("    " + line)
+    add("")
+    if r4:
+        add("| | lighttpd + trackpixel (row 4) | nginx + rsyslog (row 10) |")
+        add("|---|---:|---:|")
+        for what, a, b in peer_figures(r4, r10):
+            add("| %s | %s | %s |" % (what, a, b))
+        add("")
+        add(peer_reading(r4, r10))
+        add("")
+    add("What each document holds and what each pipeline guarantees (as the programs "
+        "behave with these configurations; the stand-in checks nothing, so the run "
+        "measures only the figures above):")
+    add("")
+    add("| | trackpixel | nginx + rsyslog |")
+    add("|---|---|---|")
+    for what, tp, peer in PEER_COMPARISON:
+        add("| %s | %s | %s |" % (what, tp, peer))
+    add("")
+
+
 # ---------------------------------------------------------------- sections
 # Each takes add (appends one line) and the run (ctx).
 
@@ -406,7 +595,7 @@ def section_machine(add, ctx):
     add("| CPU | %s |" % m["cpu"])
     add("| memory | %.1f GiB |" % m["mem_gib"])
     add("| system | %s, Linux %s |" % (m["os"], m["kernel"]))
-    for k in ("lighttpd", "apache2", "mod_fcgid", "nginx", "libcurl", "openssl", "json-c",
+    for k in ("lighttpd", "apache2", "mod_fcgid", "nginx", "rsyslog", "libcurl", "openssl", "json-c",
               "wrk", "valgrind", "trackpixel"):
         add("| %s | %s |" % (k, m[k]))
     add("| load average (1/5/15 min) | %s before the run, %s after it |"
@@ -452,6 +641,12 @@ def section_method(add, ctx):
         "TRACKPIXEL_TIMEOUT_MS, 5000 in the shipped configuration)." % (REGION, SLOW_MS))
     add("- nginx (row 1): its own configuration, `worker_processes auto` (%d here), "
         "`access_log off`, `location = /pixel { empty_gif; }`." % cores)
+    add("- Row 10, the peer: the same nginx with a JSON access log, and an rsyslogd of its "
+        "own (its configuration, work directory and pid file; no system inputs) that tails "
+        "the log with `imfile` and ships it with `omelasticsearch` to the same fast "
+        "stand-in; configurations and what each pipeline guarantees under \"trackpixel and "
+        "the peer\" below. Its warm-up's documents are all shipped before the run starts, "
+        "and the run's are counted at the stand-in once rsyslog has shipped them all.")
     add("")
 
 
@@ -470,7 +665,7 @@ def section_results(add, ctx):
     add("")
 
 
-CPU_GROUPS = ["web server", "FastCGI processes", "stand-in", "wrk"]
+CPU_GROUPS = ["web server", "FastCGI processes", "shipper", "stand-in", "wrk"]
 
 
 def cpu_row(n, r, cores):
@@ -485,7 +680,7 @@ def cpu_row(n, r, cores):
         cells.append("%.0f (%.0f)" % ((u + sy) / r["requests"] * 1e6, sy / r["requests"] * 1e6))
     mach = r["cpu"].get("machine")
     others = ""
-    secs = r["duration_us"] / 1e6
+    secs = r.get("cpu_window_s") or r["duration_us"] / 1e6
     if mach:
         others = "%.2f cores%s" % (max(0.0, mach[0] - mach[2]) / secs,
                                    " (steal %.2f)" % (mach[1] / secs) if mach[1] else "")
@@ -516,6 +711,12 @@ def section_cpu(add, ctx):
         "hypervisor gave to other machines, \"steal\"). A row with much of it ran "
         "on a machine that was not its own.")
     add("")
+    if 10 in results and "cpu" in results[10]:
+        add("Row 10: the shipper is rsyslogd; its row counts from the start of the run until "
+            "rsyslog had shipped the last line the run logged (%.1f s after the run), and its "
+            "cores busy and others are over that time."
+            % results[10]["drain_s"])
+        add("")
     replaced = [str(n) for n in sorted(results)
                 if "cpu" in results[n] and results[n].get("workers", (0, 0, 0))[2]]
     if replaced:
@@ -675,7 +876,8 @@ def section_memory(add, ctx):
 def section_reproduce(add, ctx):
     add("## Reproduce")
     add("")
-    add("    apt-get install -y nginx lighttpd apache2 libapache2-mod-fcgid wrk valgrind")
+    add("    apt-get install -y nginx lighttpd apache2 libapache2-mod-fcgid wrk valgrind \\")
+    add("        rsyslog rsyslog-elasticsearch")
     add("    ./configure && make && make bench                # this file, about 4 minutes")
     add("    make bench BENCH_QUICK=1                         # short run (CI), bench/quick.md")
     add("")
@@ -684,7 +886,7 @@ def section_reproduce(add, ctx):
 
 
 SECTIONS = [section_machine, section_method, section_results, section_cpu, section_ratios,
-            section_targets, section_notes, section_before_after, section_instructions,
+            section_peer, section_targets, section_notes, section_before_after, section_instructions,
             section_memory, section_reproduce]
 
 
@@ -732,6 +934,12 @@ def summary_lines(ctx):
         if len(rs) > 1:
             out.append("%d/%d in %d pairs: %s (median %.2f)"
                        % (a, b, len(rs), " ".join("%.2f" % x for x in rs), median(rs)))
+    r10 = ctx.results.get(10)
+    if r10 and "peer_docs" in r10:
+        out.append("10: %d documents for %d requests nginx served in the run%s"
+                   % (r10["peer_docs"], r10["peer_served"],
+                      ", shipped %.1f s after it" % r10["drain_s"] if r10["peer_drained"]
+                      else ", NOT all shipped %.0f s after it" % r10["drain_s"]))
     if ctx.prof:
         out.append("instructions per hit: %.0f" % ctx.prof["cost"]["TOTAL"])
         for name, formula, v, _ in ctx.prof["phases"]:

@@ -38,9 +38,50 @@ HANG_MS = 60000        # longer than any timeout of the shipped configuration
 #   None  no stand-in (the row does not run trackpixel)
 CLUSTER_DELAY_MS = {"fast": 0, "slow": SLOW_MS, "hung": HANG_MS, "down": 0}
 
+# The peer (row 10): what nginx logs for each hit (log_format, escape=json:
+# '"' and '\\' and control characters escaped, other bytes as they came), the
+# fields an administrator logs for a pixel; and rsyslog's settings for
+# shipping it, those of an administrator who cares about loss: _bulk, an
+# action queue that spills to disk (queue.filename) and is saved on shutdown,
+# and retries without end (action.resumeRetryCount -1; rsyslog's default, 0,
+# drops what fails while the cluster is down).
+PEER_LOG_FORMAT = (
+    '{"@timestamp":"$time_iso8601","msec":$msec,"request_id":"$request_id",'
+    '"remote_addr":"$remote_addr","method":"$request_method","uri":"$uri",'
+    '"args":"$args","status":$status,"host":"$host","user_agent":"$http_user_agent",'
+    '"referer":"$http_referer","accept_language":"$http_accept_language"}')
+PEER_MAX_MESSAGE = "64k"          # rsyslog's maxMessageSize (its default: 8k)
+PEER_BATCH = 1000                 # queue.dequeueBatchSize: documents per _bulk at most
+PEER_QUEUE_SIZE = 100000          # queue.size: messages held in memory
+# rsyslogd's whole configuration (runner.Rsyslogd fills in the fields).
+PEER_RSYSLOG_CONF = """\
+# The benchmark's own rsyslogd: no system inputs (imuxsock, imklog), its own
+# work directory; one file tailed, shipped to the stand-in.
+global(workDirectory="{work}" maxMessageSize="{max_message}")
+module(load="imfile" mode="inotify")
+module(load="omelasticsearch")
+template(name="document" type="list") {{ property(name="msg") }}
+input(type="imfile" file="{log}" tag="pixel" ruleset="ship" freshStartTail="off")
+ruleset(name="ship") {{
+    action(type="omelasticsearch" name="ship"
+           server="127.0.0.1" serverport="{port}" searchIndex="events" searchType=""
+           template="document" bulkmode="on" errorFile="{errors}"
+           queue.type="LinkedList" queue.filename="ship" queue.size="{queue_size}"
+           queue.dequeueBatchSize="{batch}" queue.saveOnShutdown="on"
+           action.resumeRetryCount="-1")
+}}
+# rsyslogd's own messages (the default ruleset): to a file of the run.
+*.* action(type="omfile" file="{messages}")
+"""
+# Part of the short run: the row takes its warm-up, its run and the time
+# rsyslog needs to ship the rest.
+PEER_QUICK = True
+
 # n: the row's number in the report; tag: names its logs and work
 # directory; server: nginx (its own configuration), lighttpd or apache (the
-# shipped configurations); program: the FastCGI program the server runs
+# shipped configurations), or peer (the pipeline an administrator would build
+# instead of trackpixel: nginx's empty_gif with a JSON access log that
+# rsyslog's imfile tails and omelasticsearch ships; runner.run_peer); program: the FastCGI program the server runs
 # (bare_pixel: bench/bare_pixel, in trackpixel's place); path and size: the
 # URL path of the request and the body size it must answer; quick: part of
 # the default rows of the short run.
@@ -67,10 +108,13 @@ ROWS = {r.n: r for r in [
     # (5 s), as wrk does not count requests still waiting when a run ends.
     Row(9, "lighttpd + trackpixel, stand-in accepts and never answers", "9-lighttpd-tp-hung",
         "lighttpd", "trackpixel", "hung", "/pixel", 60, False),
+    Row(10, "nginx empty_gif + JSON access log, rsyslog imfile + omelasticsearch (_bulk), "
+        "fast stand-in", "10-peer", "peer", None, "fast", "/pixel", 43, PEER_QUICK),
 ]}
 
-# The order the rows run in: 8 right after 5 (both Apache).
-ORDER = (1, 2, 3, 4, 5, 8, 6, 7, 9)
+# The order the rows run in: 8 right after 5 (both Apache), the peer right
+# after row 4 (the two pipelines close in time on a shared machine).
+ORDER = (1, 2, 3, 4, 10, 5, 8, 6, 7, 9)
 
 # The ratios the report lists: (numerator row, denominator row, what).
 RATIOS = [
@@ -78,6 +122,7 @@ RATIOS = [
     (5, 3, ROWS[5].title + " / bare FastCGI pixel"),
     (5, 8, "trackpixel / bare FastCGI pixel, both under Apache mod_fcgid"),
     (3, 1, "bare FastCGI pixel / nginx empty_gif"),
+    (10, 4, "the peer, nginx + rsyslog / lighttpd + trackpixel"),
 ]
 
 # The phases of one hit, in callgrind's instructions: (name, [(sign, key)],

@@ -1,6 +1,7 @@
 """runner.py - starting and stopping what a benchmark row needs (nginx,
-lighttpd, Apache mod_fcgid, the stand-in bench/es_fast, wrk), measuring a
-row's load and CPU, and running the rows of rows.py from their definitions.
+lighttpd, Apache mod_fcgid, rsyslogd, the stand-in bench/es_fast, wrk),
+measuring a row's load and CPU, and running the rows of rows.py from their
+definitions.
 
 Everything listens on 127.0.0.1 only; everything started is pushed on a
 Stopper, which stops it in reverse order at the end, also on failure."""
@@ -16,7 +17,8 @@ import time
 
 import paths
 from paths import PROGRAMS
-from rows import CLUSTER_DELAY_MS, HEADERS, KEYS, ORDER, QUERY, REGION, ROWS
+from rows import (CLUSTER_DELAY_MS, HEADERS, KEYS, ORDER, PEER_BATCH, PEER_LOG_FORMAT,
+                  PEER_MAX_MESSAGE, PEER_QUEUE_SIZE, PEER_RSYSLOG_CONF, QUERY, REGION, ROWS)
 import tplib
 import webserver
 
@@ -192,14 +194,25 @@ class EsFast:
 
 
 class Nginx:
-    """nginx with its own configuration in a temporary directory."""
+    """nginx with its own configuration in a temporary directory (workdir/
+    name).  access_log: None (no log, row 1) or a file that gets one line of
+    rows.PEER_LOG_FORMAT for each request (row 10), written as nginx does by
+    default: unbuffered, one write() per request, after the answer."""
 
-    def __init__(self, stopper, workdir, port):
+    def __init__(self, stopper, workdir, port, name="nginx", access_log=None):
         self.stopper = stopper
-        self.dir = os.path.join(workdir, "nginx")
+        self.dir = os.path.join(workdir, name)
         self.port = port
+        self.access_log = access_log
         self.proc = None
         self._stop = None
+
+    def logging(self):
+        if not self.access_log:
+            return "    access_log off;\n"
+        fmt = PEER_LOG_FORMAT.replace("\\", "\\\\").replace("'", "\\'")
+        return ("    log_format pixel escape=json '%s';\n    access_log %s pixel;\n"
+                % (fmt, self.access_log))
 
     def start(self):
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
@@ -210,11 +223,11 @@ class Nginx:
             f.write("daemon off;\nmaster_process on;\nworker_processes auto;\n"
                     "pid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
                     "events { worker_connections 1024; }\n"
-                    "http {\n    access_log off;\n%s"
+                    "http {\n%s%s"
                     "    server {\n        listen 127.0.0.1:%d;\n"
                     "        location = /pixel { empty_gif; }\n"
                     "        location / { return 404; }\n    }\n}\n"
-                    % (self.dir, self.dir, temps, self.port))
+                    % (self.dir, self.dir, self.logging(), temps, self.port))
         with open(os.path.join(self.dir, "stderr.log"), "ab") as err:
             self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf,
                                           "-e", os.path.join(self.dir, "error.log")],
@@ -228,6 +241,79 @@ class Nginx:
         if self._stop:
             self.stopper.run(self._stop)
             self._stop = None
+
+
+class Rsyslogd:
+    """rsyslogd in the foreground with its own configuration, work directory
+    and pid file, tailing log and shipping each line as a document to the
+    stand-in on port (rows.PEER_* settings)."""
+
+    def __init__(self, stopper, workdir, log, port):
+        self.stopper = stopper
+        self.dir = os.path.join(workdir, "rsyslog")
+        self.log = log
+        self.port = port
+        self.errors = os.path.join(self.dir, "es-errors.json")
+        self.proc = None
+        self._stop = None
+
+    def start(self):
+        work = os.path.join(self.dir, "work")
+        os.makedirs(work, exist_ok=True)
+        conf = os.path.join(self.dir, "rsyslog.conf")
+        with open(conf, "w") as f:
+            f.write(PEER_RSYSLOG_CONF.format(
+                work=work, max_message=PEER_MAX_MESSAGE, log=self.log, port=self.port,
+                errors=self.errors, queue_size=PEER_QUEUE_SIZE, batch=PEER_BATCH,
+                messages=os.path.join(self.dir, "messages.log")))
+        argv = ["rsyslogd", "-n", "-f", conf, "-i", os.path.join(self.dir, "rsyslogd.pid")]
+        check = subprocess.run(argv[:1] + ["-N1"] + argv[2:4], capture_output=True,
+                               timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError("rsyslogd -N1: %s" % check.stderr.decode("utf-8", "replace"))
+        with open(os.path.join(self.dir, "stderr.log"), "ab") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         start_new_session=True)
+        # rsyslogd saves its queue and the file's offset on SIGTERM (up to
+        # its own shutdown timeouts, a few seconds).
+        self._stop = self.stopper.push("rsyslogd", lambda: stop_popen(self.proc, timeout=30))
+        return self
+
+    def rejected_bytes(self):
+        """The size of omelasticsearch's errorFile (requests or documents the
+        cluster refused)."""
+        try:
+            return os.path.getsize(self.errors)
+        except OSError:
+            return 0
+
+    def stop(self):
+        if self._stop:
+            self.stopper.run(self._stop)
+            self._stop = None
+
+
+class LineCounter:
+    """The lines of a file that only grows, counted as they are appended."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.lines = 0
+
+    def __call__(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    self.lines += chunk.count(b"\n")
+                    self.offset += len(chunk)
+        except FileNotFoundError:
+            pass
+        return self.lines
 
 
 class BenchLighttpd(webserver.Lighttpd):
@@ -566,6 +652,85 @@ def run_nginx(run, row):
         ng.stop()
 
 
+def drained(es, lines, stall=5.0, timeout=120.0):
+    """Wait until the stand-in has as many documents as the access log has
+    lines (everything nginx logged was shipped): True; False when the count
+    stops moving for stall seconds, or after timeout, short of that."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        docs, want = es.docs(), lines()
+        if docs >= want:
+            return True
+        if docs != last:
+            last, since = docs, time.monotonic()
+        if time.monotonic() - since > stall or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def measure_peer(run, row, ng, rs, es, lines):
+    """The peer's measured run.  Its warm-up's documents are all shipped
+    before the run starts; the CPU is counted from the run's start until
+    rsyslog has shipped the run's last document (its backlog when wrk
+    stops is part of the cost of the run's hits)."""
+    opts = run.opts
+    url = "http://127.0.0.1:%d%s?%s" % (ng.port, row.path, QUERY)
+    warm = run.wrk.run(url, opts.warmup, row.tag + "-warmup") if opts.warmup > 0 else None
+    if not drained(es, lines):
+        raise RuntimeError("rsyslog did not ship the warm-up's %d lines (%d documents); "
+                           "see %s" % (lines(), es.docs(), rs.dir))
+    before, lines0 = es.stats(), lines()
+    cpu = CpuMeter({"web server": lambda: descendants(ng.proc.pid),
+                    "shipper": lambda: descendants(rs.proc.pid),
+                    "stand-in": lambda: descendants(es.proc.pid)})
+    cpu.start()
+    t0 = time.monotonic()
+    r = run.wrk.run(url, opts.duration, row.tag)
+    t_run = time.monotonic()
+    r["peer_drained"] = drained(es, lines)
+    r["cpu"] = cpu.stop()
+    r["cpu_window_s"] = time.monotonic() - t0
+    r["drain_s"] = time.monotonic() - t_run
+    st = es.stats()
+    r["peer_served"] = lines() - lines0
+    r["peer_docs"] = (st["creates"] + st["bulk_docs"]) - (before["creates"] +
+                                                         before["bulk_docs"])
+    for k in ("requests", "bulk_docs", "bulks", "creates", "signed"):
+        r["es_" + k] = st[k] - before[k]
+    r["peer_rejected_bytes"] = rs.rejected_bytes()
+    r["warmup_requests"] = warm["requests"] if warm else 0
+    return r
+
+
+def run_peer(run, row):
+    """Row 10: nginx's empty_gif logging each hit as a JSON line, rsyslogd
+    tailing the log and shipping it to the fast stand-in, all started here
+    with their own files in the row's directory."""
+    d = os.path.join(run.work, row.tag)
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    log_path = os.path.join(d, "access.json")
+    open(log_path, "ab").close()
+    es = EsFast(run.stopper, d).start()
+    rs = ng = None
+    try:
+        rs = Rsyslogd(run.stopper, d, log_path, es.port).start()
+        ng = Nginx(run.stopper, d, tplib.free_port(), access_log=log_path).start()
+        check_pixel(ng.port, row.path + "?" + QUERY, row.size)
+        lines = LineCounter(log_path)
+        if not drained(es, lines, stall=15.0, timeout=30.0):
+            raise RuntimeError("rsyslogd shipped no document of %s to the stand-in; see %s"
+                               % (log_path, rs.dir))
+        return measure_peer(run, row, ng, rs, es, lines)
+    finally:
+        if ng:
+            ng.stop()
+        if rs:
+            rs.stop()
+        es.stop()
+
+
 def cluster_figures(row, srv, es, before):
     """What the stand-in received during the row (or, the cluster down, what
     waits in the spool)."""
@@ -616,6 +781,8 @@ def run_row(run, row):
     log("%d: %s" % (row.n, row.title))
     if row.server == "nginx":
         return run_nginx(run, row)
+    if row.server == "peer":
+        return run_peer(run, row)
     es = None
     if row.cluster:
         es = EsFast(run.stopper, run.work, delay_ms=CLUSTER_DELAY_MS[row.cluster]).start()
