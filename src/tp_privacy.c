@@ -66,10 +66,11 @@ static void unmap(addr *a)
     }
 }
 
-/* A port after an address: 1 to 5 digits, or RFC 7239's obfuscated "_x". */
+/* A port after an address: 0 to 65535, or RFC 7239's obfuscated "_x". */
 static int valid_port(const char *s, size_t n)
 {
     size_t i;
+    long port = 0;
 
     if (n == 0)
         return 0;
@@ -82,10 +83,12 @@ static int valid_port(const char *s, size_t n)
     }
     if (n > 5)
         return 0;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return 0;
-    return 1;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port <= 65535;
 }
 
 /*
@@ -389,7 +392,8 @@ tp_privacy *tp_privacy_new(const tp_privacy_settings *s, char *err, size_t errle
     if (parse_proxies(p, s->trusted_proxies, err, errlen) < 0 ||
         parse_mode("TRACKPIXEL_IP_MODE", s->ip_mode, ip_modes, 4, &mode, err, errlen) < 0 ||
         parse_mode("TRACKPIXEL_GPC", s->gpc, gpc_modes, 3, &gpc, err, errlen) < 0 ||
-        parse_names("TRACKPIXEL_DROP_HEADERS", s->drop_headers, &p->drop, err, errlen) < 0 ||
+        parse_names("TRACKPIXEL_DROP_HEADERS", s->drop_headers ? s->drop_headers : "Cookie",
+                    &p->drop, err, errlen) < 0 ||
         parse_names("TRACKPIXEL_REDACT_PARAMS", s->redact_params, &p->redact, err, errlen) < 0)
         goto fail;
     p->mode = (tp_ip_mode)mode;
