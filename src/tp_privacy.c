@@ -812,10 +812,12 @@ int tp_privacy_header(tp_privacy_hit *h, const char *name, const char *value, tp
     if (listed(&p->drop, name) ||
         (h->gpc && (strcasecmp(name, "Cookie") == 0 || strcasecmp(name, "Referer") == 0)))
         return TP_PRIVACY_DROP;
+    if (h->mode == TP_IP_KEEP)
+        return TP_PRIVACY_KEEP;
     forwarded = strcasecmp(name, "Forwarded") == 0;
     for (size_t i = 0; !forwarded && !list && i < sizeof(address_headers) / sizeof(address_headers[0]); i++)
         list = strcasecmp(name, address_headers[i]) == 0;
-    if ((!forwarded && !list) || h->mode == TP_IP_KEEP)
+    if (!forwarded && !list)
         return TP_PRIVACY_KEEP;
     if (h->mode == TP_IP_DROP)
         return TP_PRIVACY_DROP;
