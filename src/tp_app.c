@@ -10,6 +10,7 @@
 #include "tp_log.h"
 #include "tp_output.h"
 #include "tp_pixel.h"
+#include "tp_privacy.h"
 
 /* Bodies past the limit are read and dropped up to this many bytes, so the
  * web server can hand over the whole request; past it we stop reading. */
@@ -22,6 +23,7 @@ struct tp_app {
     char *body;            /* reused body buffer, max_body + 1 bytes */
     tp_uuid_pool ids;      /* request-ids */
     unsigned long hits;    /* recorded hits (GET, HEAD, POST) */
+    unsigned long skipped; /* not recorded: Sec-GPC or DNT under TRACKPIXEL_GPC=skip */
     unsigned long out_written, out_dropped;   /* the embedded default's */
 };
 
@@ -54,15 +56,16 @@ fail:
 
 static void log_counters(const tp_app *app, tp_deliver_counters n)
 {
-    if (!app->hits)
+    if (!app->hits && !app->skipped)
         return;
     if (!app->cfg.es_url) {
         n.delivered = app->out_written;
         n.dropped = app->out_dropped;
     }
     tp_log("stopping: %lu hits, %lu delivered, %lu dead letters, %lu dropped, "
-           "%lu journal errors, %lu damaged journal regions", app->hits, n.delivered,
-           n.deadletters, n.dropped, n.journal_errors, n.damaged);
+           "%lu journal errors, %lu damaged journal regions, %lu not recorded for "
+           "Sec-GPC/DNT", app->hits, n.delivered, n.deadletters, n.dropped,
+           n.journal_errors, n.damaged, app->skipped);
 }
 
 void tp_app_free(tp_app *app)
@@ -138,6 +141,23 @@ static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, 
     hit->doc = NULL;
 }
 
+/* TRACKPIXEL_GPC=skip and the request sent Sec-GPC: 1 or DNT: 1: the pixel
+ * is served (with a request-id like any other), nothing is recorded. */
+static int skip(tp_app *app, char *const *envp, const tp_io *io, tp_method m, tp_hit *hit)
+{
+    int complete;
+
+    if (tp_privacy_gpc(app->cfg.privacy) != TP_GPC_SKIP ||
+        !tp_privacy_signal(tp_env_get(envp, "HTTP_SEC_GPC"), tp_env_get(envp, "HTTP_DNT")))
+        return 0;
+    if (tp_uuid_v4_pooled(&app->ids, hit->request_id) < 0)
+        tp_log("RAND_bytes failed: the request-id is empty");
+    if (m == TP_METHOD_POST)
+        read_body(app, io, &complete);       /* read and dropped */
+    app->skipped++;
+    return 1;
+}
+
 int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
 {
     tp_method m = tp_pixel_method(tp_env_get(envp, "REQUEST_METHOD"));
@@ -145,7 +165,7 @@ int tp_app_respond(tp_app *app, char *const *envp, const tp_io *io, tp_hit *hit)
     long rlen;
 
     memset(hit, 0, sizeof(*hit));
-    if (m != TP_METHOD_OTHER) {
+    if (m != TP_METHOD_OTHER && !skip(app, envp, io, m, hit)) {
         build(app, envp, io, m, hit);
         /* Journal first: the entry is on disk before the pixel is served. */
         if (hit->doc && app->deliver && tp_deliver_record(app->deliver, &hit->entry) < 0) {

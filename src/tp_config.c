@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_privacy.h"
+
 #define STAGE_VAR_PREFIX "TRACKPIXEL_STAGE_VAR_"
 
 /* Where each variable lands in tp_config; fallback: set only if still unset. */
@@ -63,6 +65,18 @@ static const tp_config_var vars[] = {
       "each one becomes stage-variables.<name> of every document" },
     { "TRACKPIXEL_API_ID", TP_CONF_STRING, "", 0,
       "context.api-id of every document" },
+    { "TRACKPIXEL_TRUSTED_PROXIES", TP_CONF_STRING, "", 0,
+      "comma list of CIDRs (IPv4, IPv6) of proxies in front; from one of them, context.source-ip is the rightmost untrusted address of Forwarded for= or X-Forwarded-For" },
+    { "TRACKPIXEL_IP_MODE", TP_CONF_STRING, "keep", 0,
+      "what is kept of the client address in source-ip and address headers: keep, truncate (IPv4 /24, IPv6 /48), hash (HMAC-SHA-256, key changes each UTC day), drop" },
+    { "TRACKPIXEL_IP_HASH_KEY_FILE", TP_CONF_STRING, NULL, 0,
+      "file holding the secret (at least 32 bytes) the hash mode's daily keys derive from; the same file on every machine gives the same values" },
+    { "TRACKPIXEL_DROP_HEADERS", TP_CONF_STRING, "Cookie", 0,
+      "comma list of headers never recorded (any case); empty keeps Cookie; Authorization and Proxy-Authorization never are" },
+    { "TRACKPIXEL_REDACT_PARAMS", TP_CONF_STRING, "", 0,
+      "comma list of query parameters (and top-level POST body keys), case-sensitive, recorded as \"[redacted]\"" },
+    { "TRACKPIXEL_GPC", TP_CONF_STRING, "ignore", 0,
+      "requests with Sec-GPC: 1 or DNT: 1: ignore, anonymize (no address, Cookie or Referer; \"privacy\":\"gpc\"), or skip (pixel served, nothing recorded)" },
     { "TRACKPIXEL_MAX_PARAMS", TP_CONF_COUNT, "100", 0,
       "query parameters kept per document; the rest are cut" },
     { "TRACKPIXEL_MAX_HEADERS", TP_CONF_COUNT, "100", 0,
@@ -84,6 +98,8 @@ static const slot slots[] = {
     S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(bulk_max_kb),
     S(body_timeout_ms),
     S(stage), NONE, S(api_id),
+    S(trusted_proxies), S(ip_mode), S(ip_hash_key_file), S(drop_headers), S(redact_params),
+    S(gpc),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
 };
 
@@ -243,6 +259,19 @@ static int load_string(const tp_config_var *v, const char *val, int fallback, ch
     return 0;
 }
 
+/* The privacy settings, parsed (and the hash key read) once. */
+static int load_privacy(tp_config *cfg, char *err, size_t errlen)
+{
+    tp_privacy_settings ps = {
+        .trusted_proxies = cfg->trusted_proxies, .ip_mode = cfg->ip_mode,
+        .key_file = cfg->ip_hash_key_file, .drop_headers = cfg->drop_headers,
+        .redact_params = cfg->redact_params, .gpc = cfg->gpc,
+    };
+
+    cfg->privacy = tp_privacy_new(&ps, err, errlen);
+    return cfg->privacy ? 0 : -1;
+}
+
 /* The rules between variables, once all are read. */
 static int check_config(tp_config *cfg, char *err, size_t errlen)
 {
@@ -264,7 +293,7 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
         return -1;
     }
     cfg->signing = cfg->access_key_id && cfg->secret_access_key && cfg->region;
-    return 0;
+    return load_privacy(cfg, err, errlen);
 }
 
 int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
@@ -307,6 +336,7 @@ void tp_config_free(tp_config *cfg)
             continue;
         free(*(char **)(void *)((char *)cfg + slots[i].offset));
     }
+    tp_privacy_free(cfg->privacy);
     for (i = 0; i < cfg->nstage_vars; i++) {
         free(cfg->stage_vars[i].name);
         free(cfg->stage_vars[i].value);

@@ -70,6 +70,15 @@ typedef struct tp_config {
     tp_stage_var stage_vars[TP_CONFIG_MAX_STAGE_VARS];
     size_t nstage_vars;
 
+    /* Privacy, as set; parsed into privacy (tp_privacy.h), owned here. */
+    char *trusted_proxies;
+    char *ip_mode;
+    char *ip_hash_key_file;
+    char *drop_headers;
+    char *redact_params;
+    char *gpc;
+    struct tp_privacy *privacy;
+
     /* Limits on what one request may put in its document. */
     long max_params;
     long max_headers;

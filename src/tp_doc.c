@@ -12,6 +12,7 @@
 #include "tp_header.h"
 #include "tp_hex.h"
 #include "tp_json.h"
+#include "tp_privacy.h"
 #include "tp_query.h"
 #include "tp_utf8.h"
 
@@ -64,19 +65,22 @@ struct tp_doc {
     char ts[32];
     span trunc[TRUNC_MAX + 8];
     size_t ntrunc;
+    int gpc;                    /* anonymized for Sec-GPC / DNT: "privacy":"gpc" */
     tp_buf out;                 /* the serialized text */
 };
 
 /* The CGI variables the document reads, found in one pass over envp. */
 typedef struct cgi_vars {
     const char *method, *path_info, *query, *content_length, *remote_addr,
-               *remote_user, *user_agent, *script_name;
+               *remote_user, *user_agent, *script_name, *xff, *forwarded, *sec_gpc, *dnt;
 } cgi_vars;
 
 typedef struct builder {
     const tp_config *cfg;
     tp_doc *d;
     cgi_vars v;
+    tp_privacy_hit priv;        /* what the privacy settings keep of this hit */
+    tp_buf hval;                /* a header's value as the privacy settings rewrote it */
 } builder;
 
 /* As tp_env_get for each of them (the first NAME= wins), in one pass. */
@@ -94,6 +98,10 @@ static void read_cgi_vars(char *const *envp, cgi_vars *v)
         { "REMOTE_USER=", offsetof(cgi_vars, remote_user) },
         { "HTTP_USER_AGENT=", offsetof(cgi_vars, user_agent) },
         { "SCRIPT_NAME=", offsetof(cgi_vars, script_name) },
+        { "HTTP_X_FORWARDED_FOR=", offsetof(cgi_vars, xff) },
+        { "HTTP_FORWARDED=", offsetof(cgi_vars, forwarded) },
+        { "HTTP_SEC_GPC=", offsetof(cgi_vars, sec_gpc) },
+        { "HTTP_DNT=", offsetof(cgi_vars, dnt) },
     };
 
     memset(v, 0, sizeof(*v));
@@ -355,6 +363,10 @@ static int query_pair(void *ctx, const char *name, size_t nlen,
             return 0;
         }
     }
+    if (tp_privacy_redacted(b->cfg->privacy, name, nlen)) {
+        value = TP_PRIVACY_REDACTED;
+        vlen = sizeof(TP_PRIVACY_REDACTED) - 1;
+    }
     return add_pair(b, &b->d->query, "params.querystring", name, nlen, value, vlen);
 }
 
@@ -387,7 +399,8 @@ static int build_headers(builder *b, char *const *envp)
     int full = 0, body = has_body(b->v.content_length);
 
     for (; envp && *envp; envp++) {
-        const char *e = *envp, *eq = strchr(e, '=');
+        const char *e = *envp, *eq = strchr(e, '='), *value;
+        size_t vlen;
         long nlen;
 
         if (!eq)
@@ -402,6 +415,20 @@ static int build_headers(builder *b, char *const *envp)
             note_cut(b, "params.header", NULL, 0);
             continue;
         }
+        value = eq + 1;
+        vlen = strlen(value);
+        switch (tp_privacy_header(&b->priv, name, value, &b->hval)) {
+        case TP_PRIVACY_DROP:
+            continue;
+        case TP_PRIVACY_REPLACE:
+            if (b->hval.oom)
+                return -1;
+            value = b->hval.data;
+            vlen = b->hval.len;
+            break;
+        default:
+            break;
+        }
         if ((long)b->d->header.n >= b->cfg->max_headers) {
             int known = known_name(b, &b->d->header, name, (size_t)nlen);
             if (known < 0)
@@ -411,8 +438,7 @@ static int build_headers(builder *b, char *const *envp)
                 continue;
             }
         }
-        if (add_pair(b, &b->d->header, "params.header", name, (size_t)nlen,
-                     eq + 1, strlen(eq + 1)) < 0)
+        if (add_pair(b, &b->d->header, "params.header", name, (size_t)nlen, value, vlen) < 0)
             return -1;
     }
     if (full)
@@ -708,6 +734,23 @@ done:
     return parsed;
 }
 
+/* The body's top-level keys named in TRACKPIXEL_REDACT_PARAMS get the
+ * value "[redacted]" (in their place). */
+static int redact_body(const tp_config *cfg, json_object *body)
+{
+    const char *name;
+
+    for (size_t i = 0; (name = tp_privacy_redact_name(cfg->privacy, i)) != NULL; i++) {
+        json_object *v;
+        if (!json_object_object_get_ex(body, name, NULL))
+            continue;
+        v = json_object_new_string(TP_PRIVACY_REDACTED);
+        if (!v || json_object_object_add(body, name, v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* body-json: the POST body when it is a JSON object Elasticsearch takes,
  * as json-c prints it; otherwise {}. */
 static int build_body(builder *b, const tp_doc_input *in, const char *method)
@@ -736,7 +779,8 @@ static int build_body(builder *b, const tp_doc_input *in, const char *method)
     if (parsed && json_object_is_type(parsed, json_type_object) &&
         es_acceptable(parsed, 1) && json_object_object_length(parsed) > 0) {
         size_t tlen = 0;
-        const char *text = json_object_to_json_string_length(parsed, JSON_FLAGS, &tlen);
+        const char *text = redact_body(b->cfg, parsed) < 0 ? NULL :
+                           json_object_to_json_string_length(parsed, JSON_FLAGS, &tlen);
         if (text) {
             d->body = keep(d, text, tlen);
             d->body_empty = 0;
@@ -798,6 +842,7 @@ static void put_context(builder *b, size_t i, const char *val, int from_request)
 
 static void build_context(builder *b, const tp_doc_input *in, const char *method)
 {
+    char ip[TP_PRIVACY_ADDR_MAX];
     size_t i;
 
     for (i = 0; i < NCTX; i++) {
@@ -812,7 +857,8 @@ static void build_context(builder *b, const tp_doc_input *in, const char *method
             put_context(b, i, b->cfg->api_id, 0);
             break;
         case CTX_SOURCE_IP:
-            put_context(b, i, b->v.remote_addr, 1);
+            put_context(b, i, tp_privacy_source_ip(&b->priv, b->v.remote_addr, b->v.xff,
+                                                   b->v.forwarded, ip, sizeof(ip)), 1);
             break;
         case CTX_USER:
             put_context(b, i, b->v.remote_user, 1);
@@ -853,6 +899,9 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, si
     method = b.v.method;
     if (!d)
         goto fail;
+    tp_privacy_hit_init(&b.priv, cfg->privacy, tp_privacy_signal(b.v.sec_gpc, b.v.dnt),
+                        in->now.tv_sec);
+    d->gpc = b.priv.gpc;
     /* One allocation for all the strings of a usual hit. */
     if (tp_buf_reserve(&d->arena, 2048) < 0)
         goto fail;
@@ -865,10 +914,12 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, si
     d->ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
     if (tp_doc_rfc3339(in->now, d->ts, sizeof(d->ts)) < 0 || d->arena.oom)
         goto fail;
+    tp_buf_free(&b.hval);
     return d;
 
 fail:
     snprintf(err, errlen, "out of memory building the document");
+    tp_buf_free(&b.hval);
     tp_doc_free(d);
     return NULL;
 }
@@ -940,6 +991,8 @@ static void write_doc(tp_doc *d)
     tp_json_int64(o, d->ms);
     put_lit(o, ",\"@timestamp\":");
     tp_json_string(o, d->ts, strlen(d->ts));
+    if (d->gpc)
+        put_lit(o, ",\"privacy\":\"gpc\"");
     if (d->ntrunc) {
         put_lit(o, ",\"truncated\":[");
         for (i = 0; i < d->ntrunc; i++) {

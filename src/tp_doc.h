@@ -7,7 +7,10 @@
  * valid UTF-8 whatever the request carried.  It is written in one pass
  * (tp_json); json-c parses and prints a POST body for body-json.
  * Limits from tp_config cut it down; what was cut is listed in a top-level
- * "truncated" array, which is present only when something was cut.
+ * "truncated" array, which is present only when something was cut.  The
+ * privacy settings (tp_privacy) decide source-ip, which headers and values
+ * are kept, and add a top-level "privacy":"gpc" to a hit anonymized for
+ * Sec-GPC / DNT; the time of the hit (in->now) picks the hash mode's key.
  */
 #ifndef TP_DOC_H
 #define TP_DOC_H

@@ -1,6 +1,8 @@
 /* tp_doc: a table of CGI environments -> the exact document JSON. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -464,6 +466,142 @@ START_TEST(many_repeated_names)
 }
 END_TEST
 
+/* ------------------------------------------------------------ privacy */
+
+/* HMAC-SHA-256 of 203.0.113.9 under the day key of 2025-11-26 derived from
+ * PRIV_KEY (tests/check_privacy.c has more). */
+#define PRIV_KEY "0123456789abcdef0123456789abcdef"
+#define PRIV_H_203 "hmac-sha256:9fe4eeda9916f1f0a5e9f9d48831b831e85a951e6f8d20ad0e3a6066be67e74a"
+#define NO_PARAMS "{\"path\":{},\"querystring\":{},\"header\":{}}"
+
+typedef struct privacy_row {
+    const char *name;
+    const char *cfg[6];        /* "KEYFILE" is the test's key file */
+    const char *env[12];
+    const char *body;
+    const char *body_json, *params, *ip, *tail;
+} privacy_row;
+
+static const privacy_row privacy_rows[] = {
+    { "default: Cookie not recorded", { NULL },
+      { "REQUEST_METHOD=GET", "HTTP_COOKIE=session=abc", "HTTP_ACCEPT=*/*",
+        "REMOTE_ADDR=203.0.113.9", NULL }, NULL,
+      "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Accept\":\"*/*\"}}", "203.0.113.9", "" },
+    { "TRACKPIXEL_DROP_HEADERS empty keeps Cookie", { "TRACKPIXEL_DROP_HEADERS=", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_COOKIE=session=abc", "HTTP_AUTHORIZATION=Basic eA==",
+        "REMOTE_ADDR=203.0.113.9", NULL }, NULL,
+      "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Cookie\":\"session=abc\"}}",
+      "203.0.113.9", "" },
+    { "drop list, any case", { "TRACKPIXEL_DROP_HEADERS=x-secret,REFERER", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_COOKIE=a", "HTTP_X_SECRET=s", "HTTP_REFERER=r", NULL }, NULL,
+      "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Cookie\":\"a\"}}", "", "" },
+    { "keep behind a trusted proxy", { "TRACKPIXEL_TRUSTED_PROXIES=10.0.0.0/8", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_X_FORWARDED_FOR=1.1.1.1, 198.51.100.7, 10.0.0.2",
+        "REMOTE_ADDR=10.0.0.1", NULL }, NULL,
+      "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"X-Forwarded-For\":"
+      "\"1.1.1.1, 198.51.100.7, 10.0.0.2\"}}", "198.51.100.7", "" },
+    { "truncate behind a trusted proxy",
+      { "TRACKPIXEL_TRUSTED_PROXIES=10.0.0.0/8", "TRACKPIXEL_IP_MODE=truncate", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_X_FORWARDED_FOR=198.51.100.7, 10.0.0.2",
+        "HTTP_X_REAL_IP=198.51.100.7", "HTTP_FORWARDED=for=\"[2001:db8:cafe::17]:4711\";proto=https",
+        "HTTP_USER_AGENT=ua", "REMOTE_ADDR=10.0.0.1", NULL }, NULL,
+      "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"X-Forwarded-For\":\"198.51.100.0, 10.0.0.0\","
+      "\"X-Real-Ip\":\"198.51.100.0\",\"Forwarded\":\"for=\\\"[2001:db8:cafe::]\\\";proto=https\","
+      "\"User-Agent\":\"ua\"}}", "2001:db8:cafe::", "" },
+    { "truncate from an untrusted client: headers never pick the address",
+      { "TRACKPIXEL_TRUSTED_PROXIES=10.0.0.0/8", "TRACKPIXEL_IP_MODE=truncate", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_X_FORWARDED_FOR=unknown, 300.1.1.1, [::1]",
+        "REMOTE_ADDR=2001:db8:1:2::9", NULL }, NULL,
+      "{}", NO_PARAMS, "2001:db8:1::", "" },
+    { "hash", { "TRACKPIXEL_IP_MODE=hash", "TRACKPIXEL_IP_HASH_KEY_FILE=KEYFILE", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_TRUE_CLIENT_IP=203.0.113.9", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"True-Client-Ip\":\"" PRIV_H_203 "\"}}",
+      PRIV_H_203, "" },
+    { "drop", { "TRACKPIXEL_IP_MODE=drop", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_X_FORWARDED_FOR=203.0.113.9", "HTTP_FORWARDED=for=203.0.113.9",
+        "HTTP_CF_CONNECTING_IP=203.0.113.9", "HTTP_X_CLIENT_IP=203.0.113.9",
+        "HTTP_FASTLY_CLIENT_IP=203.0.113.9", "HTTP_REFERER=r", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Referer\":\"r\"}}", "", "" },
+    { "redacted query and body",
+      { "TRACKPIXEL_REDACT_PARAMS=email,token", NULL },
+      { "REQUEST_METHOD=POST", "QUERY_STRING=email=a%40b.c&x=1&token=&Email=kept&email=again",
+        "CONTENT_LENGTH=50", NULL },
+      "{\"email\":\"a@b\",\"n\":{\"email\":\"in\"},\"token\":5,\"x\":1}",
+      "{\"email\":\"[redacted]\",\"n\":{\"email\":\"in\"},\"token\":\"[redacted]\",\"x\":1}",
+      "{\"path\":{},\"querystring\":{\"email\":\"[redacted]\",\"x\":\"1\",\"token\":\"[redacted]\","
+      "\"Email\":\"kept\"},\"header\":{\"Content-Length\":\"50\"}}", "", "" },
+    { "GPC anonymize, Sec-GPC: 1",
+      { "TRACKPIXEL_GPC=anonymize", "TRACKPIXEL_DROP_HEADERS=", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_SEC_GPC=1", "HTTP_COOKIE=a", "HTTP_REFERER=r",
+        "HTTP_X_FORWARDED_FOR=203.0.113.9", "HTTP_ACCEPT=*/*", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Sec-Gpc\":\"1\",\"Accept\":\"*/*\"}}",
+      "", ",\"privacy\":\"gpc\"" },
+    { "GPC anonymize, DNT: 1",
+      { "TRACKPIXEL_GPC=anonymize", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_DNT=1", "HTTP_REFERER=r", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Dnt\":\"1\"}}",
+      "", ",\"privacy\":\"gpc\"" },
+    { "GPC anonymize, no signal",
+      { "TRACKPIXEL_GPC=anonymize", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_DNT=0", "HTTP_REFERER=r", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Dnt\":\"0\",\"Referer\":\"r\"}}",
+      "203.0.113.9", "" },
+    { "GPC ignore",
+      { "TRACKPIXEL_GPC=ignore", NULL },
+      { "REQUEST_METHOD=GET", "HTTP_SEC_GPC=1", "HTTP_REFERER=r", "REMOTE_ADDR=203.0.113.9", NULL },
+      NULL, "{}", "{\"path\":{},\"querystring\":{},\"header\":{\"Sec-Gpc\":\"1\",\"Referer\":\"r\"}}",
+      "203.0.113.9", "" },
+};
+
+START_TEST(privacy_table)
+{
+    const privacy_row *r = &privacy_rows[_i];
+    char keyfile[64] = "/tmp/tp-check-doc-key-XXXXXX", keyvar[128], err[256], expected[8192];
+    char *cfg_env[8];
+    tp_config cfg;
+    tp_doc_input in;
+    tp_doc *doc;
+    const char *got;
+    size_t len, n = 0;
+    int fd = mkstemp(keyfile);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, PRIV_KEY, 32), 32);
+    close(fd);
+    snprintf(keyvar, sizeof(keyvar), "TRACKPIXEL_IP_HASH_KEY_FILE=%s", keyfile);
+    for (; r->cfg[n]; n++)
+        cfg_env[n] = strstr(r->cfg[n], "=KEYFILE") ? keyvar : (char *)r->cfg[n];
+    cfg_env[n] = NULL;
+    ck_assert_msg(tp_config_load(&cfg, cfg_env, err, sizeof(err)) == 0, "%s", err);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)r->env;
+    in.body = r->body;
+    in.body_len = r->body ? strlen(r->body) : 0;
+    in.body_complete = 1;
+    in.request_id = ID;
+    in.now.tv_sec = 1764186000;
+    in.now.tv_nsec = 123456789;
+    doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(doc);
+    got = tp_doc_serialize(&cfg, doc, &len);
+    snprintf(expected, sizeof(expected),
+        "{\"body-json\":%s,\"params\":%s,\"stage-variables\":{},\"context\":{"
+        "\"account-id\":\"\",\"api-id\":\"\",\"api-key\":\"\",\"authorizer-principal-id\":\"\","
+        "\"caller\":\"\",\"cognito-authentication-provider\":\"\",\"cognito-authentication-type\":\"\","
+        "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\",\"http-method\":\"%s\","
+        "\"stage\":\"prod\",\"source-ip\":\"%s\",\"user\":\"\",\"user-agent\":\"%s\",\"user-arn\":\"\","
+        "\"request-id\":\"" ID "\",\"resource-id\":\"\",\"resource-path\":\"\"},"
+        "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"%s}",
+        r->body_json, r->params, r->body ? "POST" : "GET", r->ip,
+        strstr(r->params, "\"User-Agent\":\"ua\"") ? "ua" : "", r->tail);
+    ck_assert_msg(got && strcmp(got, expected) == 0, "row %s:\n got %s\nwant %s",
+                  r->name, got ? got : "(null)", expected);
+    tp_doc_free(doc);
+    tp_config_free(&cfg);
+    unlink(keyfile);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("doc");
@@ -474,6 +612,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, document_size_truncated_list_collapses);
     tcase_add_test(tc, rfc3339);
     tcase_add_test(tc, many_repeated_names);
+    tcase_add_loop_test(tc, privacy_table, 0, (int)(sizeof(privacy_rows) / sizeof(privacy_rows[0])));
     suite_add_tcase(s, tc);
     return s;
 }

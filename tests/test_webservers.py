@@ -40,11 +40,12 @@ GET_HEADERS = [("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) tp-test"),
                ("Cookie", "session=abc"),
                ("DNT", "1"),
                ("Authorization", "Basic c2VjcmV0")]
-# As trackpixel names them; Authorization is never recorded.
+# As trackpixel names them; Authorization is never recorded, nor Cookie
+# (TRACKPIXEL_DROP_HEADERS's default).
 GET_RECORDED = {"Host": None, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) tp-test",
                 "Referer": "https://example.com/page?a=1", "Accept": "image/avif,image/webp,*/*",
                 "Accept-Language": "en-GB,en;q=0.8", "X-Forwarded-For": "203.0.113.9",
-                "Cookie": "session=abc", "Dnt": "1"}
+                "Dnt": "1"}
 
 # Apache: mod_fcgid 2.3 cuts FcgidInitialEnv values to 127 bytes
 # (apache/trackpixel.conf says so, and why AWS_SESSION_TOKEN cannot come

@@ -1,7 +1,9 @@
 /*
  * fuzz_doc - the document builder fed a whole CGI environment.
  *
- * Input: byte 0 picks the limits and whether the body was complete; then
+ * Input: byte 0 picks the limits (or, with 0x20, privacy settings: every
+ * address a trusted proxy, so forwarded headers are read; truncate;
+ * redaction; GPC anonymize) and whether the body was complete; then
  * NUL-separated NAME=value entries up to an empty entry (two NULs in a row);
  * what follows is the POST body.  Entries without '=' are passed on as they
  * are (the builder must ignore them).
@@ -244,6 +246,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     static char *const with_stage_var[] = { "TRACKPIXEL_STAGE_VAR_campaign=winter",
                                             "TRACKPIXEL_API_ID=api-1", NULL };
+    static char *const privacy[] = { "TRACKPIXEL_TRUSTED_PROXIES=0.0.0.0/0, ::/0",
+                                     "TRACKPIXEL_IP_MODE=truncate", "TRACKPIXEL_GPC=anonymize",
+                                     "TRACKPIXEL_REDACT_PARAMS=a,email",
+                                     "TRACKPIXEL_DROP_HEADERS=Cookie,X-A", NULL };
+    const char *ip;
+    size_t iplen;
     tp_config cfg;
     tp_doc_input in;
     char **envp = NULL, *copy = NULL, err[256];
@@ -258,7 +266,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     pick = data[0];
 
-    CHECK(tp_config_load(&cfg, (pick & 0x10) ? with_stage_var : presets[pick & 3],
+    CHECK(tp_config_load(&cfg, (pick & 0x20) ? privacy :
+                         (pick & 0x10) ? with_stage_var : presets[pick & 3],
                          err, sizeof(err)) == 0);
 
     /* NUL-terminated copy, split in place. */
@@ -321,6 +330,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < sizeof(from_request) / sizeof(from_request[0]); i++)
         CHECK(json_object_get_string_len(member(member(back, "context"), from_request[i])) <=
               cfg.max_value);
+    /* Truncated: nothing, an IPv4 /24 (a.b.c.0) or an IPv6 /48 (...::). */
+    ip = json_object_get_string(member(member(back, "context"), "source-ip"));
+    iplen = strlen(ip);
+    if (pick & 0x20)
+        CHECK(iplen == 0 || (iplen >= 2 && (strcmp(ip + iplen - 2, ".0") == 0 ||
+                                            strcmp(ip + iplen - 2, "::") == 0)));
     CHECK(json_object_is_type(member(back, "date"), json_type_int));
     CHECK(json_object_is_type(member(back, "@timestamp"), json_type_string));
     if (json_object_object_get_ex(back, "truncated", &tr)) {
