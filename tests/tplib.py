@@ -322,6 +322,16 @@ def carriers(es, rid):
             (r["path"].endswith("/_bulk") and '"_id":"%s"' % rid in r.get("body", ""))]
 
 
+def settled_requests(es, timeout=10.0):
+    """The stand-in's request log once every document it holds has the
+    request that carried it logged: it stores a document before it logs the
+    request, so right after a document appears its request may not be
+    there yet."""
+    wait_for(lambda: all(carriers(es, d["id"]) for d in es.docs()), timeout,
+             "the requests that carried the documents to be logged")
+    return es.requests()
+
+
 def signed_standin(**opts):
     """A started Elasticsearch stand-in that requires SigV4 with AWS_KEYS
     (and their session token unless opts say otherwise)."""
