@@ -110,7 +110,7 @@ def test_signature_verified_and_token_carried(c):
     status, headers, _ = cgi_fcgi(c.worker.port, pixel_env())
     eq(status, 200, "status")
     one_doc(c, headers["X-Request-Id"])
-    reqs = c.es.requests()
+    reqs = tplib.settled_requests(c.es)
     eq(len(reqs), 1, "requests %r" % [(r["method"], r["path"], r["status"]) for r in reqs])
     r = reqs[0]
     # The loop posts its own hit (a _bulk would mean the deliverer took it).
@@ -161,7 +161,7 @@ def test_other_method_405_not_recorded(c):
     s2, h2, _ = cgi_fcgi(c.worker.port, pixel_env())
     eq(s2, 200, "status")
     one_doc(c, h2["X-Request-Id"])
-    eq(len(c.es.requests()), 1, "requests to the cluster")
+    eq(len(tplib.settled_requests(c.es)), 1, "requests to the cluster")
 
 
 def test_invalid_utf8_is_repaired_and_accepted(c):
@@ -194,7 +194,7 @@ def test_many_hits_one_connection(c):
     # share one, the deliverer's _bulk requests another.  Which of them
     # carries a hit depends on timing (the next cgi-fcgi may already be
     # waiting when the loop decides, and then the deliverer takes the hit).
-    reqs = c.es.requests()
+    reqs = tplib.settled_requests(c.es)
     creates = [r for r in reqs if r["path"].startswith("/events/_create/")]
     bulks = [r for r in reqs if r["path"] == "/_bulk"]
     eq(len(creates) + len(bulks), len(reqs), "only creates and _bulk")
@@ -220,7 +220,7 @@ def test_slow_cluster_does_not_delay_pixel(c):
         status, headers, body = cgi_fcgi(w.port, pixel_env())
         eq((status, body), (200, PIXEL), "second pixel")
         wait_for(lambda: len(c.es.docs()) == 2, what="the second document")
-        eq([r["path"] for r in c.es.requests()],
+        eq([r["path"] for r in tplib.settled_requests(c.es)],
            ["/events/_create/" + c.es.docs()[0]["id"], "/_bulk"], "requests")
         eq(w.stop(), 0, "exit status")
 
@@ -262,7 +262,7 @@ def test_legacy_type(c):
         docs = wait_for(lambda: c.es.docs() or None, what="the document")
         eq((docs[0]["index"], docs[0]["type"], docs[0]["id"]),
            ("pixels", "event", headers["X-Request-Id"]), "index/type/id")
-        r = c.es.requests()[0]
+        r = tplib.settled_requests(c.es)[0]
         eq((r["path"], r["query"]), ("/pixels/event/" + headers["X-Request-Id"],
                                      "op_type=create"), "request")
         eq(w.stop(), 0, "exit status")
@@ -278,7 +278,7 @@ def test_opensearch_serverless_signs_payload(c):
             status, headers, _ = cgi_fcgi(w.port, pixel_env())
             eq(status, 200, "status")
             wait_for(lambda: es.docs() or None, what="the document")
-            r = es.requests()[0]
+            r = tplib.settled_requests(es)[0]
             eq((r["sig_ok"], r["content_sha256_header"]), (True, True), "aoss signature")
             eq(w.stop(), 0, "exit status")
 
@@ -292,7 +292,7 @@ def test_basic_auth_from_url(c):
             eq(status, 200, "status")
             docs = wait_for(lambda: es.docs() or None, what="the document")
             eq(docs[0]["id"], headers["X-Request-Id"], "id")
-            eq(es.requests()[0]["signed"], False, "not signed")
+            eq(tplib.settled_requests(es)[0]["signed"], False, "not signed")
             eq(w.stop(), 0, "exit status")
 
 

@@ -280,7 +280,7 @@ def test_put_is_405_without_document(c):
 
 def test_every_request_signed_with_the_session_token(c):
     """Under lighttpd the token is 700 bytes long, as AWS's real ones are."""
-    reqs = c.es.requests()
+    reqs = tplib.settled_requests(c.es)
     assert reqs, "no request reached the stand-in"
     # 201 for the loop's own _create, 200 for the deliverer's _bulk.
     eq([(r["method"], r["sig_ok"], r["token_ok"], r["status"]) for r in reqs],

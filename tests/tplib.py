@@ -202,6 +202,20 @@ def assert_no_secrets(text, what="output"):
             raise AssertionError("a secret appeared in " + what)
 
 
+def handles_sigterm(pid):
+    """Whether pid has a SIGTERM handler (SigCgt in /proc/pid/status): a
+    trackpixel that does is past its start, and ready to take hits.  None
+    when pid is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        return None
+    return False
+
+
 class Worker:
     """trackpixel as a FastCGI worker on a loopback socket passed as fd 0,
     exactly as spawn-fcgi, mod_fcgid and lighttpd hand it over."""
@@ -237,6 +251,13 @@ class Worker:
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          env=self.env, cwd=self.cwd)
         sock.close()
+        # A SIGTERM before the program has installed its handler would kill
+        # it outright: a test's stop() right after start() (slow under the
+        # sanitizers and valgrind) must find it ready.
+        deadline = time.monotonic() + 30
+        while (self.proc.poll() is None and not handles_sigterm(self.proc.pid)
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
         return self
 
     def stderr(self):
@@ -321,6 +342,16 @@ def carriers(es, rid):
     return [r for r in es.requests()
             if r["path"].endswith("/" + rid) or
             (r["path"].endswith("/_bulk") and '"_id":"%s"' % rid in r.get("body", ""))]
+
+
+def settled_requests(es, timeout=10.0):
+    """The stand-in's request log once every document it holds has the
+    request that carried it logged: it stores a document before it logs the
+    request, so right after a document appears its request may not be
+    there yet."""
+    wait_for(lambda: all(carriers(es, d["id"]) for d in es.docs()), timeout,
+             "the requests that carried the documents to be logged")
+    return es.requests()
 
 
 def signed_standin(**opts):

@@ -184,18 +184,7 @@ def proc_stat(pid):
     return comm, rest[0], int(rest[1])
 
 
-def handles_sigterm(pid):
-    """Whether pid has a SIGTERM handler (SigCgt in /proc/pid/status): a
-    trackpixel that does is past its start, and ready to take hits.  None
-    when pid is gone."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
-    except OSError:
-        return None
-    return False
+handles_sigterm = tplib.handles_sigterm
 
 
 def unclean(exits, ready, clean):
