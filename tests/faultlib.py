@@ -297,7 +297,7 @@ class Nginx:
                                          stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
             try:
-                wait_for(self._listening, timeout=3, what="nginx listening")
+                wait_for(self._listening, timeout=20, what="nginx listening")
                 return self
             except AssertionError:
                 if self.proc.poll() is None:

@@ -313,7 +313,8 @@ def cgi_fcgi(port, cgi_env, body=b""):
     p = subprocess.run(["cgi-fcgi", "-bind", "-connect", "127.0.0.1:%d" % port],
                        input=body, env=env, capture_output=True, timeout=30)
     if p.returncode != 0:
-        raise AssertionError("cgi-fcgi failed: %r" % p.stderr[:300])
+        raise AssertionError("cgi-fcgi failed (exit %d): %r; it read %r" %
+                             (p.returncode, p.stderr[:300], p.stdout[:200]))
     return parse_cgi_response(p.stdout)
 
 
