@@ -249,7 +249,12 @@ static layout *create_own(const char *dir, int *fdp, char *err, size_t errlen)
         rnd = (uint32_t)time(NULL);
     snprintf(path, sizeof(path), "%s/" STATS_PREFIX "%ld.%08" PRIx32, dir, (long)getpid(), rnd);
     fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, sizeof(layout)) < 0)
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+        goto fail;
+    /* Blocks allocated now, not at the first count: a shared mapping of a
+     * hole on a full file system is a SIGBUS when written. */
+    errno = posix_fallocate(fd, 0, sizeof(layout));
+    if (errno)
         goto fail;
     l = mmap(NULL, sizeof(layout), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (l == MAP_FAILED)
