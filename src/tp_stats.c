@@ -359,9 +359,10 @@ static void look_at_spool(const char *dir, long long max_bytes, time_t now, tp_s
         return;
     }
     view->backlog_bytes = st.bytes;
-    if (st.oldest_ms > 0)
-        view->oldest_pending_s = (long long)now - st.oldest_ms / 1000 > 0 ?
-                                 (long long)now - st.oldest_ms / 1000 : 0;
+    if (st.oldest_ms > 0) {
+        long long age = (long long)now - st.oldest_ms / 1000;
+        view->oldest_pending_s = age > 0 ? age : 0;    /* a clock set back: 0 */
+    }
     if (st.total_bytes >= max_bytes) {
         snprintf(view->reason, sizeof(view->reason), "spool full: %lld bytes, limit %lld",
                  st.total_bytes, max_bytes);
