@@ -404,7 +404,7 @@ def test_metrics_add_up_across_workers_and_exits():
         wait_for(lambda: len(c.es.docs()) >= docs, 30, "%d documents" % docs)
         eq(workers[0].stop(), 0, "first worker's exit status")
         workers.append(cluster_worker(c, 3))
-        time.sleep(0.3)
+        eq(health(workers[3].port)[0], 200, "the new worker answers (its stats file made)")
         # Deliveries are counted once the cluster answered: wait for them.
         wait_for(lambda: total(metrics(workers[1].port)[1],
                                "trackpixel_documents_delivered_total") >= docs, 20,
