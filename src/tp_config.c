@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "tp_privacy.h"
+#include "tp_acl.h"
+#include "tp_redirect.h"
 
 #define STAGE_VAR_PREFIX "TRACKPIXEL_STAGE_VAR_"
 
@@ -87,6 +89,12 @@ static const tp_config_var vars[] = {
       "largest POST body recorded as body-json, bytes" },
     { "TRACKPIXEL_MAX_DOC", TP_CONF_COUNT, "262144", 0,
       "largest document, bytes; bigger ones lose body-json, then query string, then headers" },
+    { "TRACKPIXEL_REDIRECT_ALLOW", TP_CONF_STRING, NULL, 0,
+      "hosts {mount}/r?u=URL may redirect to, comma-separated: example.com (that host), *.example.com (its subdomains); unset: no redirects (404)" },
+    { "TRACKPIXEL_ADMIN_ALLOW", TP_CONF_STRING, "127.0.0.0/8,::1", 0,
+      "addresses (CIDRs, comma-separated) that may read {mount}/_health and {mount}/_metrics; others get 404" },
+    { "TRACKPIXEL_HEALTH_MAX_LAG_S", TP_CONF_COUNT, "300", 0,
+      "{mount}/_health answers 503 when the oldest undelivered document is older than this, seconds" },
 };
 
 /* Parallel to vars[]. */
@@ -101,6 +109,7 @@ static const slot slots[] = {
     S(trusted_proxies), S(ip_mode), S(ip_hash_key_file), S(drop_headers), S(redact_params),
     S(gpc),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
+    S(redirect_allow), S(admin_allow), S(health_max_lag_s),
 };
 
 const tp_config_var *tp_config_vars(size_t *n)
@@ -272,6 +281,21 @@ static int load_privacy(tp_config *cfg, char *err, size_t errlen)
     return cfg->privacy ? 0 : -1;
 }
 
+/* The redirect and admin lists parse (tp_app parses them again to use them). */
+static int check_lists(const tp_config *cfg, char *err, size_t errlen)
+{
+    tp_redirect_allow *r = tp_redirect_allow_parse(cfg->redirect_allow, err, errlen);
+    tp_acl *a = NULL;
+    int bad = !r && err[0];
+
+    tp_redirect_allow_free(r);
+    if (bad)
+        return -1;
+    a = tp_acl_parse(cfg->admin_allow, err, errlen);
+    tp_acl_free(a);
+    return a ? 0 : -1;
+}
+
 /* The rules between variables, once all are read. */
 static int check_config(tp_config *cfg, char *err, size_t errlen)
 {
@@ -292,6 +316,8 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
                  "(AWS_REGION or AWS_DEFAULT_REGION): requests cannot be signed");
         return -1;
     }
+    if (check_lists(cfg, err, errlen) < 0)
+        return -1;
     cfg->signing = cfg->access_key_id && cfg->secret_access_key && cfg->region;
     return load_privacy(cfg, err, errlen);
 }

@@ -85,6 +85,11 @@ typedef struct tp_config {
     long max_value;
     long max_body;
     long max_doc;
+
+    /* Clicks, health and metrics. */
+    char *redirect_allow;          /* NULL: no redirects            */
+    char *admin_allow;             /* CIDRs for _health, _metrics   */
+    long health_max_lag_s;
 } tp_config;
 
 /* The table, in --help order; *n gets its length. */

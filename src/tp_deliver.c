@@ -16,6 +16,7 @@
 #include "tp_es.h"
 #include "tp_log.h"
 #include "tp_spool.h"
+#include "tp_stats.h"
 #include "tp_time.h"
 
 /* The delivery thread's pace. */
@@ -54,7 +55,8 @@ struct tp_deliver {
     pthread_t thread;
     int running;
     atomic_int quit;               /* also aborts the thread's request     */
-    atomic_ulong delivered, deadletters, dropped, journal_errors, damaged;
+    tp_stats *st;                  /* the counters: the caller's, or own   */
+    tp_stats own;
 
     /* Guarded by lock. */
     pthread_mutex_t lock;
@@ -101,6 +103,14 @@ typedef struct sent {
     int shrunk;                    /* 413: try again at once, smaller */
     char err[512];
 } sent;
+
+/* Microseconds from t0 (monotonic) to now. */
+static long usec_since(struct timespec t0)
+{
+    struct timespec t = tp_mono_now();
+
+    return (long)(t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000;
+}
 
 /* ------------------------------------------------- cluster up or down */
 
@@ -158,7 +168,7 @@ static void dead_letter(tp_deliver *d, const char *id, long status, const char *
     const tp_config *cfg = d->cfg;
     char err[256];
 
-    atomic_fetch_add(&d->deadletters, 1);
+    atomic_fetch_add(&d->st->v[TP_ST_DEADLETTERS], 1);
     if (!cfg->spool_dir[0] ||
         tp_spool_deadletter(cfg->spool_dir, cfg->es_index, id, status, reason, doc, doc_len,
                             err, sizeof(err)) < 0)
@@ -197,7 +207,7 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
         return;
     switch (tp_es_classify(status)) {
     case TP_ES_OK:
-        atomic_fetch_add(&s->d->delivered, 1);
+        atomic_fetch_add(&s->d->st->v[TP_ST_DELIVERED], 1);
         s->prefix++;
         return;
     case TP_ES_RETRY:
@@ -224,6 +234,7 @@ static void send_view(tp_deliver *d, tp_es *es, const batch_view *v, size_t limi
     s->r = tp_es_bulk(es, BULK_QUERY, v->body, v->len, v->n, on_item, s, time(NULL),
                       &s->status, s->err, sizeof(s->err));
     s->took_ms = tp_ts_ms(t0, tp_mono_now());
+    tp_stats_es_request(d->st, s->status, usec_since(t0), time(NULL));
     if (s->r == TP_ES_REJECT && s->status == 413) {
         if (v->n > 1) {
             s->shrunk = 1;
@@ -271,7 +282,7 @@ static void report_damage(tp_deliver *d, tp_journal *j, const tp_batch *b)
 {
     if (!b->damaged)
         return;
-    atomic_fetch_add(&d->damaged, (unsigned long)b->damaged);
+    atomic_fetch_add(&d->st->v[TP_ST_DAMAGED], (unsigned long)b->damaged);
     tp_log("journal %s: %ld damaged region(s), %lld bytes, skipped and saved in %s",
            tp_journal_path(j), b->damaged, b->damaged_bytes,
            b->damaged_path ? b->damaged_path : "(nowhere)");
@@ -581,7 +592,7 @@ static int start_thread(tp_deliver *d)
     return rc == 0 ? 0 : -1;
 }
 
-tp_deliver *tp_deliver_start(const tp_config *cfg, char *err, size_t errlen)
+tp_deliver *tp_deliver_start(const tp_config *cfg, tp_stats *stats, char *err, size_t errlen)
 {
     tp_deliver *d = calloc(1, sizeof(*d));
     pthread_condattr_t ca;
@@ -592,6 +603,7 @@ tp_deliver *tp_deliver_start(const tp_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     d->cfg = cfg;
+    d->st = stats ? stats : &d->own;
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -643,7 +655,7 @@ static void report_left(tp_deliver *d)
         tp_log("stopping with %lld bytes undelivered in %s: the next worker sends them",
                (long long)pending_bytes(d), tp_journal_path(d->journal));
     if (lost > 0) {
-        atomic_fetch_add(&d->dropped, (unsigned long)lost);
+        atomic_fetch_add(&d->st->v[TP_ST_DROPPED], (unsigned long)lost);
         tp_log("stopping: %ld hits dropped (no journal, the cluster did not take them in time)",
                lost);
     }
@@ -684,16 +696,16 @@ void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
 
 void tp_deliver_counters_get(tp_deliver *d, tp_deliver_counters *out)
 {
-    out->delivered = atomic_load(&d->delivered);
-    out->deadletters = atomic_load(&d->deadletters);
-    out->dropped = atomic_load(&d->dropped);
-    out->journal_errors = atomic_load(&d->journal_errors);
-    out->damaged = atomic_load(&d->damaged);
+    out->delivered = atomic_load(&d->st->v[TP_ST_DELIVERED]);
+    out->deadletters = atomic_load(&d->st->v[TP_ST_DEADLETTERS]);
+    out->dropped = atomic_load(&d->st->v[TP_ST_DROPPED]);
+    out->journal_errors = atomic_load(&d->st->v[TP_ST_JOURNAL_ERRORS]);
+    out->damaged = atomic_load(&d->st->v[TP_ST_DAMAGED]);
 }
 
 void tp_deliver_count_dropped(tp_deliver *d)
 {
-    atomic_fetch_add(&d->dropped, 1);
+    atomic_fetch_add(&d->st->v[TP_ST_DROPPED], 1);
 }
 
 /* ------------------------------------------------------------ a hit */
@@ -718,14 +730,14 @@ int tp_deliver_record(tp_deliver *d, tp_entry *e)
         goto done;                 /* posted without a safety net */
     was_empty = tp_journal_done(d->journal) == tp_journal_size(d->journal);
     if (spool_full(d, e)) {
-        unsigned long n = atomic_fetch_add(&d->dropped, 1) + 1;
+        unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_DROPPED], 1) + 1;
         tp_log_limited(&d->full_log, now, "spool %s is full (TRACKPIXEL_SPOOL_MAX_MB=%ld): "
                        "hit %s dropped, %lu dropped so far", cfg->spool_dir, cfg->spool_max_mb,
                        e->id, n);
         rc = -1;
     } else if (tp_journal_append(d->journal, cfg->es_index, cfg->es_type, e->id, e->doc, e->len,
                                  &e->start, &e->end, err, sizeof(err)) < 0) {
-        unsigned long n = atomic_fetch_add(&d->journal_errors, 1) + 1;
+        unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_JOURNAL_ERRORS], 1) + 1;
         tp_log_limited(&d->journal_log, now, "journal append failed (%lu so far), hit %s "
                        "is posted without a safety net: %s", n, e->id, err);
     } else {
@@ -767,7 +779,7 @@ static void hand_over(tp_deliver *d, const tp_entry *e, const char *why)
     int down = known_down(d);
 
     if (!e->journaled && memq_push(d, &d->q, e) < 0) {
-        unsigned long n = atomic_fetch_add(&d->dropped, 1) + 1;
+        unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_DROPPED], 1) + 1;
         tp_log_limited(&d->drop_log, time(NULL), "%lu hits dropped so far without a journal "
                        "(the queue in memory is full): %s", n, why);
         return;
@@ -798,7 +810,7 @@ static void posted(tp_deliver *d, const tp_entry *e, tp_es_result r, long status
         dead_letter(d, e->id, status, err, e->doc, e->len);
     pthread_mutex_lock(&d->lock);
     if (r == TP_ES_OK) {
-        atomic_fetch_add(&d->delivered, 1);
+        atomic_fetch_add(&d->st->v[TP_ST_DELIVERED], 1);
         cluster_up(d);
     }
     if (e->journaled && tp_journal_mark(d->journal, e->end, merr, sizeof(merr)) < 0)
@@ -835,6 +847,7 @@ void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), 
     tp_es_set_abort(d->es, NULL, &budget);
     r = tp_es_create(d->es, e->id, e->doc, e->len, time(NULL), &status, err, sizeof(err));
     tp_es_set_abort(d->es, NULL, NULL);
+    tp_stats_es_request(d->st, status, usec_since(t0), time(NULL));
 
     pthread_mutex_lock(&d->lock);
     d->last_answer_ms = tp_ts_ms(t0, tp_mono_now());

@@ -31,6 +31,7 @@
 #include <sys/types.h>
 
 #include "tp_config.h"
+#include "tp_stats.h"
 
 typedef struct tp_deliver tp_deliver;
 
@@ -53,12 +54,14 @@ typedef struct tp_deliver_counters {
     unsigned long damaged;        /* damaged journal regions set aside     */
 } tp_deliver_counters;
 
-/* Start delivering for cfg (borrowed: it must outlive the result): open
+/* Start delivering for cfg (borrowed: it must outlive the result),
+ * counting in stats (borrowed too; NULL: its own counters; it also gets
+ * each cluster request's status and duration): open
  * the journal if TRACKPIXEL_SPOOL_DIR is set (a journal that cannot be
  * created is logged, not an error) and start the delivery thread.  NULL
  * with err set when the client or the thread cannot be made.  Free with
  * tp_deliver_stop(). */
-tp_deliver *tp_deliver_start(const tp_config *cfg, char *err, size_t errlen);
+tp_deliver *tp_deliver_start(const tp_config *cfg, tp_stats *stats, char *err, size_t errlen);
 
 /* Before the pixel: put e in the journal (e->journaled says whether it
  * is).  Returns 0, or -1 when e is dropped because the spool is full

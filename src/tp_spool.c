@@ -1085,7 +1085,7 @@ static void count_dest(tp_spool_stat *st, const char *dest, long entries)
 }
 
 /* Pending entries of one journal file, and their oldest date. */
-static void count_journal(const char *path, tp_spool_stat *st)
+static void count_journal(const char *path, tp_spool_stat *st, int first_only)
 {
     char *done_path = join(path, DONE_SUFFIX, ""), dest[TP_SPOOL_DEST_MAX], err[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC), dfd = -1;
@@ -1120,6 +1120,8 @@ static void count_journal(const char *path, tp_spool_stat *st)
         ms = doc_date(doc, dlen);
         if (ms > 0 && (st->oldest_ms == 0 || ms < st->oldest_ms))
             st->oldest_ms = ms;
+        if (first_only)
+            goto done;
     }
     st->entries += entries;
     count_dest(st, dest, entries);
@@ -1183,14 +1185,16 @@ int tp_spool_stat_dir(const char *dir, int count_entries, tp_spool_stat *st,
             st->total_bytes += sb.st_size;
         if (is_journal_name(e->d_name)) {
             st->journals++;
-            if (count_entries) {
+            if (count_entries == TP_SPOOL_STAT_OLDEST) {
+                count_journal(path, st, 1);
+            } else if (count_entries) {
                 st->orphans += is_orphan(path);
-                count_journal(path, st);
+                count_journal(path, st, 0);
             }
         } else if (strncmp(e->d_name, TP_SPOOL_DAMAGED_PREFIX,
                            strlen(TP_SPOOL_DAMAGED_PREFIX)) == 0) {
             st->damaged_files++;
-        } else if (count_entries && strcmp(e->d_name, TP_SPOOL_DEADLETTER) == 0) {
+        } else if (count_entries == 1 && strcmp(e->d_name, TP_SPOOL_DEADLETTER) == 0) {
             st->deadletters = count_lines(path);
         }
         free(path);

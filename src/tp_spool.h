@@ -208,7 +208,10 @@ typedef struct tp_spool_stat {
 
 /* Fill st for dir.  count_entries: also read the journals (for
  * --spool-status: bounded reads, never past what was read); otherwise only
- * sizes (cheap, for the size limit). */
+ * sizes (cheap, for the size limit).  TP_SPOOL_STAT_OLDEST: sizes, pending
+ * bytes and oldest_ms from the first pending entry of each journal only
+ * (cheap enough for a health check; entries and destinations not counted). */
+#define TP_SPOOL_STAT_OLDEST 2
 int tp_spool_stat_dir(const char *dir, int count_entries, tp_spool_stat *st,
                       char *err, size_t errlen);
 

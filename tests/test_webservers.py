@@ -31,7 +31,9 @@ from webserver import Apache, Lighttpd, Load, send, check_response, expected_doc
 
 STAGE_VARS = {"site": "www.example.com"}
 SETTINGS = {"AWS_REGION": AWS_KEYS["AWS_REGION"], "TRACKPIXEL_STAGE": "staging",
-            "TRACKPIXEL_API_ID": "pixel-test", "TRACKPIXEL_STAGE_VAR_site": STAGE_VARS["site"]}
+            "TRACKPIXEL_API_ID": "pixel-test", "TRACKPIXEL_STAGE_VAR_site": STAGE_VARS["site"],
+            "TRACKPIXEL_REDIRECT_ALLOW": "example.com,*.example.org",
+            "TRACKPIXEL_ADMIN_ALLOW": "127.0.0.1/32,::1"}
 GET_HEADERS = [("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) tp-test"),
                ("Referer", "https://example.com/page?a=1"),
                ("Accept", "image/avif,image/webp,*/*"),
@@ -534,6 +536,73 @@ def _ready_children(pid, count):
     return None
 
 
+# ------------------------------------------------- clicks, health, metrics
+
+def get_from(c, target, source="127.0.0.1"):
+    """GET target from the source address (127.0.0.2 is not an admin)."""
+    conn = webserver.http.client.HTTPConnection("127.0.0.1", c.srv.port, timeout=10,
+                                                source_address=(source, 0))
+    try:
+        return send(conn, "GET", target, [("User-Agent", "tp-test-clicks")])
+    finally:
+        conn.close()
+
+
+def test_click_redirect(c):
+    """/pixel/r through the shipped configuration: a 302 to an allowed
+    target, recorded; hostile targets 400 without a Location."""
+    c.es.reset()
+    status, reason, headers, body = get_from(c, "/pixel/r?u=https%3A%2F%2Fwww.example.org%2Fo%3Fid%3D7")
+    h = dict(headers)
+    eq((status, h.get("Location"), h.get("Cache-Control")),
+       (302, "https://www.example.org/o?id=7", "no-store"), "redirect")
+    src = one_doc(c, h["X-Request-Id"], only_this=True)
+    eq((src["params"]["path"], src["params"]["querystring"], src["context"]["resource-path"]),
+       ({"proxy": "r"}, {"u": "https://www.example.org/o?id=7"}, "/pixel"), "document")
+    for qs, why in [("u=//evil.test/", "not-absolute"),
+                    ("u=https://example.com.evil.test/", "host-not-allowed"),
+                    ("u=javascript:alert(1)", "scheme"),
+                    ("u=https://evil.test%5C@example.com/", "bad-char"),
+                    ("u=https://evil.test@example.com/", "userinfo"),
+                    ("u=https://example.com/" + "a" * 3072, "too-long")]:
+        status, reason, headers, body = get_from(c, "/pixel/r?" + qs)
+        h = dict(headers)
+        eq((status, "Location" in h, body), (400, False, ("redirect refused: %s\n" % why).encode()),
+           qs[:60])
+    # 10 KiB: the server refuses the request line itself, before trackpixel.
+    status, reason, headers, body = get_from(c, "/pixel/r?u=https://example.com/" + "a" * 10240)
+    eq((status, "Location" in dict(headers)), (431 if c.server == "lighttpd" else 414, False),
+       "a 10 KiB target")
+
+
+def test_health_and_metrics(c):
+    """From an admin address: health 200, metrics that count exactly the
+    pixels served since the last scrape, and every worker; from any other
+    address both are the 404 of an unknown path."""
+    import test_clicks
+    status, _, headers, body = get_from(c, "/pixel/_health")
+    eq((status, json.loads(body)["status"]), (200, "ok"), "health")
+    status, _, headers, body = get_from(c, "/pixel/_metrics")
+    eq((status, dict(headers)["Content-Type"]), (200, "text/plain; version=0.0.4"), "metrics")
+    before = test_clicks.parse_exposition(body.decode())
+    conn = webserver.http.client.HTTPConnection("127.0.0.1", c.srv.port, timeout=10)
+    for i in range(20):
+        eq(send(conn, "GET", "/pixel/open.gif?i=%d" % i, [])[0], 200, "pixel %d" % i)
+    conn.close()
+    _, _, _, body = get_from(c, "/pixel/_metrics")
+    after = test_clicks.parse_exposition(body.decode())
+    key = ("trackpixel_hits_total", (("method", "GET"),))
+    eq(after[key] - before[key], 20, "GET hits counted")
+    eq(after[("trackpixel_workers", ())], len(c.srv.trackpixel_pids()), "workers")
+    unknown = get_from(c, "/pixel/_nothing")
+    eq(unknown[0], 404, "unknown reserved path")
+    for target in ("/pixel/_health", "/pixel/_metrics"):
+        got = get_from(c, target, source="127.0.0.2")
+        eq((got[0], got[3], dict(got[2]).get("Content-Type")),
+           (unknown[0], unknown[3], dict(unknown[2]).get("Content-Type")),
+           target + " from 127.0.0.2")
+
+
 # ------------------------------------------------------------------- stop
 
 def test_stop_under_load(c):
@@ -563,7 +632,7 @@ def test_stop_under_load(c):
         clean = "exit 0"
     eq(webserver.unclean(exits, c.srv.ready, clean), {},
        "processes that did not exit by themselves with status 0")
-    eq([f for f in c.srv.spool_files() if not f.startswith("dead")], [],
+    eq([f for f in c.srv.spool_files() if not f.startswith(("dead", "stats."))], [],
        "journal files left with undelivered documents")
     print("# stop: %d processes, %d ended cleanly; %s"
           % (len(procs), sum(h == clean for h in exits.values()), summary), flush=True)
