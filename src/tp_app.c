@@ -17,17 +17,20 @@
 
 struct tp_app {
     tp_config cfg;
+    tp_agents *agents;     /* who is asking: the list, compiled once */
     tp_deliver *deliver;   /* when TRACKPIXEL_ES_URL is set   */
     tp_output *out;        /* otherwise: the embedded default */
     char *body;            /* reused body buffer, max_body + 1 bytes */
     tp_uuid_pool ids;      /* request-ids */
     unsigned long hits;    /* recorded hits (GET, HEAD, POST) */
+    unsigned long bots_skipped;   /* bots' hits not recorded (TRACKPIXEL_RECORD_BOTS=0) */
     unsigned long out_written, out_dropped;   /* the embedded default's */
 };
 
 tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
 {
     tp_app *app = calloc(1, sizeof(*app));
+    char why[512];
 
     if (!app) {
         snprintf(err, errlen, "out of memory");
@@ -35,6 +38,11 @@ tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
     }
     if (tp_config_load(&app->cfg, envp, err, errlen) < 0)
         goto fail;
+    app->agents = tp_agents_load(app->cfg.agents_file, why, sizeof(why));
+    if (!app->agents) {
+        snprintf(err, errlen, "TRACKPIXEL_AGENTS_FILE: %s", why);
+        goto fail;
+    }
     app->body = malloc((size_t)app->cfg.max_body + 1);
     if (!app->body) {
         snprintf(err, errlen, "out of memory");
@@ -61,8 +69,9 @@ static void log_counters(const tp_app *app, tp_deliver_counters n)
         n.dropped = app->out_dropped;
     }
     tp_log("stopping: %lu hits, %lu delivered, %lu dead letters, %lu dropped, "
-           "%lu journal errors, %lu damaged journal regions", app->hits, n.delivered,
-           n.deadletters, n.dropped, n.journal_errors, n.damaged);
+           "%lu journal errors, %lu damaged journal regions, %lu bots not recorded",
+           app->hits, n.delivered, n.deadletters, n.dropped, n.journal_errors, n.damaged,
+           app->bots_skipped);
 }
 
 void tp_app_free(tp_app *app)
@@ -74,6 +83,7 @@ void tp_app_free(tp_app *app)
     tp_deliver_stop(app->deliver, &n);    /* the counters are final now */
     log_counters(app, n);
     free(app->body);
+    tp_agents_free(app->agents);
     tp_output_close(app->out);
     tp_config_free(&app->cfg);
     free(app);
@@ -116,12 +126,19 @@ static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, 
         tp_log("RAND_bytes failed: the request-id is empty");
     in.envp = envp;
     in.request_id = hit->request_id;
+    in.agents = app->agents;
     if (m == TP_METHOD_POST) {
         in.body = app->body;
         in.body_len = read_body(app, io, &in.body_complete);
     }
     app->hits++;
     hit->doc = tp_doc_build(&app->cfg, &in, err, sizeof(err));
+    if (hit->doc && !app->cfg.record_bots && tp_doc_agent(hit->doc)->cls == TP_AGENT_BOT) {
+        app->bots_skipped++;          /* served, not recorded */
+        tp_doc_free(hit->doc);
+        hit->doc = NULL;
+        return;
+    }
     if (hit->doc)
         hit->entry.doc = tp_doc_serialize(&app->cfg, hit->doc, &hit->entry.len);
     if (hit->doc && hit->entry.doc) {

@@ -59,6 +59,10 @@ static const tp_config_var vars[] = {
       "read deadline for a POST body, milliseconds; a slower body is recorded as cut" },
     { "TRACKPIXEL_STAGE", TP_CONF_STRING, "prod", 0,
       "context.stage of every document" },
+    { "TRACKPIXEL_AGENTS_FILE", TP_CONF_STRING, NULL, 0,
+      "file of user-agent patterns (data/agents.txt's format) that replaces the list the program carries; read once at start" },
+    { "TRACKPIXEL_RECORD_BOTS", TP_CONF_BOOL, "1", 0,
+      "0: hits whose agent class is bot get their pixel but are not recorded (counted in the stop line)" },
     { "TRACKPIXEL_STAGE_VAR_<name>", TP_CONF_PREFIX, NULL, 0,
       "each one becomes stage-variables.<name> of every document" },
     { "TRACKPIXEL_API_ID", TP_CONF_STRING, "", 0,
@@ -83,7 +87,7 @@ static const slot slots[] = {
     S(connect_timeout_ms), S(timeout_ms), S(output),
     S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(bulk_max_kb),
     S(body_timeout_ms),
-    S(stage), NONE, S(api_id),
+    S(stage), S(agents_file), S(record_bots), NONE, S(api_id),
     S(max_params), S(max_headers), S(max_value), S(max_body), S(max_doc),
 };
 

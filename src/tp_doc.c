@@ -60,6 +60,7 @@ struct tp_doc {
     int body_empty;             /* body-json is {}                 */
     pairs path, query, header, stage;
     span ctx[NCTX];
+    tp_agent agent;
     int64_t ms;
     char ts[32];
     span trunc[TRUNC_MAX + 8];
@@ -70,7 +71,7 @@ struct tp_doc {
 /* The CGI variables the document reads, found in one pass over envp. */
 typedef struct cgi_vars {
     const char *method, *path_info, *query, *content_length, *remote_addr,
-               *remote_user, *user_agent, *script_name;
+               *remote_user, *user_agent, *script_name, *sec_purpose, *purpose, *x_moz;
 } cgi_vars;
 
 typedef struct builder {
@@ -94,6 +95,9 @@ static void read_cgi_vars(char *const *envp, cgi_vars *v)
         { "REMOTE_USER=", offsetof(cgi_vars, remote_user) },
         { "HTTP_USER_AGENT=", offsetof(cgi_vars, user_agent) },
         { "SCRIPT_NAME=", offsetof(cgi_vars, script_name) },
+        { "HTTP_SEC_PURPOSE=", offsetof(cgi_vars, sec_purpose) },
+        { "HTTP_PURPOSE=", offsetof(cgi_vars, purpose) },
+        { "HTTP_X_MOZ=", offsetof(cgi_vars, x_moz) },
     };
 
     memset(v, 0, sizeof(*v));
@@ -862,6 +866,8 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, si
         build_headers(&b, in->envp) < 0 || build_stage_vars(&b) < 0)
         goto fail;
     build_context(&b, in, method);
+    tp_agent_classify(in->agents, b.v.user_agent, b.v.sec_purpose, b.v.purpose, b.v.x_moz,
+                      &d->agent);
     d->ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
     if (tp_doc_rfc3339(in->now, d->ts, sizeof(d->ts)) < 0 || d->arena.oom)
         goto fail;
@@ -871,6 +877,11 @@ fail:
     snprintf(err, errlen, "out of memory building the document");
     tp_doc_free(d);
     return NULL;
+}
+
+const tp_agent *tp_doc_agent(const tp_doc *d)
+{
+    return &d->agent;
 }
 
 void tp_doc_free(tp_doc *d)
@@ -936,6 +947,10 @@ static void write_doc(tp_doc *d)
         tp_buf_put(o, ":", 1);
         tp_json_string(o, at(d, d->ctx[i]), d->ctx[i].len);
     }
+    put_lit(o, "},\"agent\":{\"class\":\"");
+    put_lit(o, tp_agent_class_name(d->agent.cls));
+    put_lit(o, "\",\"name\":");
+    tp_json_string(o, d->agent.name, strlen(d->agent.name));
     put_lit(o, "},\"date\":");
     tp_json_int64(o, d->ms);
     put_lit(o, ",\"@timestamp\":");
