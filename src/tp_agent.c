@@ -9,18 +9,22 @@
 #include "tp_hex.h"
 
 #define NAME_MAX_LEN 64
-#define TOKEN_MIN_LEN 2
+#define TOKEN_MIN_LEN 3
 #define TOKEN_MAX_LEN 128
 #define FILE_MAX (4L * 1024 * 1024)
 
-/* One pattern.  Tokens are indexed by their first two bytes folded to lower
- * case (the key), so a position of the User-Agent whose two bytes start no
- * token costs one bit test. */
+/* One pattern.  Tokens are indexed by a 16-bit hash of their first three
+ * bytes folded to lower case (the key), so a position of the User-Agent
+ * whose three bytes start no token costs one bit test (and about one in 60
+ * of the others, a hash collision, a look at a few tokens).  Three bytes,
+ * not two: a browser's User-Agent is full of pairs that start some token
+ * ("go", "se", "we"), far fewer triples. */
 typedef struct pat {
     uint32_t line;          /* its order in the list: the first match wins */
     uint32_t tok;           /* offset in text of the folded token */
     uint32_t name;          /* offset in text of the name */
-    uint16_t key;
+    uint32_t three;         /* its first three folded bytes, as key_of() takes them */
+    uint16_t key;           /* key_of() its first three bytes */
     uint16_t len;           /* of the token, without its '^' */
     uint8_t cls;
     uint8_t anchored;       /* only at the start of the User-Agent */
@@ -31,9 +35,16 @@ struct tp_agents {
     pat *p;                 /* sorted by key, then line */
     size_t n;
     uint16_t *start;        /* bucket b (the b-th key in use): p[start[b] .. start[b + 1]) */
+    unsigned char fold[256];    /* ASCII lower case */
     uint64_t bits[1024];    /* bit k: some token's key is k */
     uint16_t rank[1024];    /* bits set in the words before this one */
 };
+
+/* The key of three folded bytes, given as one number a << 16 | b << 8 | c. */
+static inline uint16_t key_of(uint32_t three)
+{
+    return (uint16_t)((three * 2654435761u) >> 16);
+}
 
 static const char *const class_names[] = {
     "unknown", "browser", "bot", "email-proxy", "prefetch",
@@ -137,7 +148,7 @@ static int parse_line(tp_agents *a, const char *line, size_t n, size_t *used,
     }
     if (fl[2] < TOKEN_MIN_LEN || fl[2] > TOKEN_MAX_LEN || !printable(f[2], fl[2]) ||
         memchr(f[2], '|', fl[2])) {
-        *why = "the token is not 2 to 128 bytes of printable ASCII without '|'";
+        *why = "the token is not 3 to 128 bytes of printable ASCII without '|'";
         return -1;
     }
     p->cls = (uint8_t)cls;
@@ -151,8 +162,10 @@ static int parse_line(tp_agents *a, const char *line, size_t n, size_t *used,
     for (k = 0; k < fl[2]; k++)
         a->text[(*used)++] = (char)tp_lower((unsigned char)f[2][k]);
     a->text[(*used)++] = '\0';
-    p->key = (uint16_t)((unsigned char)a->text[p->tok] << 8 |
-                        (unsigned char)a->text[p->tok + 1]);
+    p->three = (uint32_t)(unsigned char)a->text[p->tok] << 16 |
+               (uint32_t)(unsigned char)a->text[p->tok + 1] << 8 |
+               (unsigned char)a->text[p->tok + 2];
+    p->key = key_of(p->three);
     a->n++;
     return 0;
 }
@@ -181,6 +194,8 @@ static int build_index(tp_agents *a)
         a->bits[a->p[i].key >> 6] |= (uint64_t)1 << (a->p[i].key & 63);
     }
     a->start[b] = (uint16_t)a->n;
+    for (i = 0; i < 256; i++)
+        a->fold[i] = tp_lower((unsigned char)i);
     for (i = 1; i < 1024; i++)
         a->rank[i] = (uint16_t)(a->rank[i - 1] + __builtin_popcountll(a->bits[i - 1]));
     return 0;
@@ -266,25 +281,43 @@ done:
 
 /* ------------------------------------------------------------ matching */
 
-/* s[0..n) equals the folded token t[0..n), ASCII case ignored. */
-static int same_folded(const unsigned char *s, const char *t, size_t n)
+/* How many bytes of s, from the first, equal the folded token t[0..n)
+ * (ASCII case ignored): n when all do. */
+static size_t same_folded(const unsigned char *fold, const unsigned char *s, const char *t,
+                          size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (tp_lower(s[i]) != (unsigned char)t[i])
-            return 0;
-    return 1;
+    size_t i = 0;
+
+    while (i < n && fold[s[i]] == (unsigned char)t[i])
+        i++;
+    return i;
 }
 
-/* The first pattern of the list (by line) whose token occurs in s[0..n). */
+/* The first pattern of the list (by line) whose token occurs in s[0..n).
+ * A User-Agent made of the starts of many tokens ("googoogoo...") would make
+ * every position look at dozens of them: the tokens looked at (1 each) and
+ * the bytes compared past their first three may cost TP_AGENT_BUDGET in all,
+ * then the scan stops with what it found. */
 static const pat *first_match(const tp_agents *a, const unsigned char *s, size_t n)
 {
     const pat *best = NULL;
+    const unsigned char *fold = a->fold;
+    uint32_t three;
+    long budget = TP_AGENT_BUDGET;
 
-    for (size_t i = 0; i + 1 < n; i++) {
-        unsigned key = (unsigned)tp_lower(s[i]) << 8 | tp_lower(s[i + 1]);
-        uint64_t word = a->bits[key >> 6], bit = (uint64_t)1 << (key & 63);
-        size_t b, k;
+    if (n < TOKEN_MIN_LEN)
+        return NULL;
+    /* The three folded bytes at i, rolled along. */
+    three = (uint32_t)fold[s[0]] << 8 | fold[s[1]];
+    for (size_t i = 0; i + 2 < n; i++) {
+        unsigned key;
+        uint64_t word, bit;
+        size_t b, k, same;
 
+        three = (three << 8 | fold[s[i + 2]]) & 0xffffff;
+        key = key_of(three);
+        word = a->bits[key >> 6];
+        bit = (uint64_t)1 << (key & 63);
         if (!(word & bit))
             continue;
         b = a->rank[key >> 6] + (size_t)__builtin_popcountll(word & (bit - 1));
@@ -292,9 +325,13 @@ static const pat *first_match(const tp_agents *a, const unsigned char *s, size_t
             const pat *p = &a->p[k];
             if (best && p->line >= best->line)
                 break;            /* the rest of the bucket comes later */
-            if (p->len > n - i || (p->anchored && i > 0))
+            if (--budget < 0)
+                return best;
+            if (p->three != three || p->len > n - i || (p->anchored && i > 0))
                 continue;
-            if (same_folded(s + i + 2, a->text + p->tok + 2, p->len - 2U)) {
+            same = same_folded(fold, s + i + 3, a->text + p->tok + 3, p->len - 3U);
+            budget -= (long)same;
+            if (same == p->len - 3U) {
                 best = p;
                 break;
             }
@@ -314,7 +351,11 @@ static int says_prefetch(const char *v)
         size_t n = strcspn(v, ",;");
         const char *item = trim(v, &n);
 
-        if (n == 8 && same_folded((const unsigned char *)item, "prefetch", 8))
+        size_t k = 0;
+
+        while (k < n && k < 8 && tp_lower((unsigned char)item[k]) == "prefetch"[k])
+            k++;
+        if (n == 8 && k == 8)
             return 1;
         v = strchr(v, ',');
         if (v)

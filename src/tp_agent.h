@@ -5,8 +5,8 @@
  * A list of patterns (data/agents.txt's format: "class | name | token" a
  * line) is compiled once into a tp_agents; classifying a request is then one
  * pass over the first TP_AGENT_SCAN_MAX bytes of its User-Agent, with no
- * regular expression: tokens are indexed by their first two bytes (folded to
- * lower case), so most positions cost a bit test.
+ * regular expression: tokens are indexed by a hash of their first three bytes
+ * (folded to lower case), so most positions cost a bit test.
  *
  * The rules, in this order:
  *   1. the first line of the list whose token occurs in the User-Agent (ASCII
@@ -28,6 +28,11 @@
 
 /* Only this many bytes of a User-Agent are looked at. */
 #define TP_AGENT_SCAN_MAX 4096
+
+/* The matching of one User-Agent looks at tokens (1 each) and compares
+ * bytes (1 each) for at most this much; then it stops with what it found.
+ * A browser's User-Agent costs less than 100. */
+#define TP_AGENT_BUDGET 4096
 
 typedef enum tp_agent_class {
     TP_AGENT_UNKNOWN = 0,
@@ -52,7 +57,7 @@ extern const char tp_agents_builtin[];
  * Compile the list in text[0..len).  Returns a new tp_agents (free it with
  * tp_agents_free), or NULL with "line N: what is wrong" (or "out of
  * memory") in err.  Limits: TP_AGENT_MAX_PATTERNS lines, names of at most
- * 64 bytes, tokens of 2 to 128 bytes.
+ * 64 bytes, tokens of 3 to 128 bytes.
  */
 #define TP_AGENT_MAX_PATTERNS 8192
 tp_agents *tp_agents_parse(const char *text, size_t len, char *err, size_t errlen);

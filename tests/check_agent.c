@@ -170,6 +170,30 @@ START_TEST(long_user_agent)
 }
 END_TEST
 
+/* A User-Agent made of the starts of many tokens stops being matched once
+ * TP_AGENT_BUDGET is spent; a few of them do not hide a robot. */
+START_TEST(matching_budget)
+{
+    static char ua[LONG_UA_LEN];
+    tp_agent got;
+    size_t o = 0;
+
+    o += (size_t)snprintf(ua + o, sizeof(ua) - o, "Mozilla/5.0 ");
+    for (int i = 0; i < 20; i++)
+        o += (size_t)snprintf(ua + o, sizeof(ua) - o, "goo");
+    snprintf(ua + o, sizeof(ua) - o, " Googlebot/2.1");
+    tp_agent_classify(builtin, ua, NULL, NULL, NULL, &got);
+    ck_assert_str_eq(got.name, "Googlebot");
+    for (int i = 20; i < 1300; i++)
+        o += (size_t)snprintf(ua + o, sizeof(ua) - o, "goo");
+    snprintf(ua + o, sizeof(ua) - o, " Googlebot/2.1");
+    ck_assert_uint_lt(strlen(ua), TP_AGENT_SCAN_MAX);
+    tp_agent_classify(builtin, ua, NULL, NULL, NULL, &got);
+    ck_assert_str_eq(tp_agent_class_name(got.cls), "unknown");
+    ck_assert_str_eq(got.name, "");
+}
+END_TEST
+
 /* Without a list only the headers and the browser rule count. */
 START_TEST(no_list)
 {
@@ -187,28 +211,29 @@ START_TEST(no_list)
 END_TEST
 
 /* A list of our own: the first line that matches wins, wherever its token
- * is in the User-Agent; ^ anchors; case is ignored both ways. */
+ * is in the User-Agent (Second's "abcd" starts before First's "bcd"); ^
+ * anchors; case is ignored both ways. */
 START_TEST(order_and_anchors)
 {
     static const char list[] =
         "# a comment\n"
         "\n"
-        "  bot | First | BC  \r\n"
-        "email-proxy|Second|abc\n"
+        "  bot | First | BCD  \r\n"
+        "email-proxy|Second|abcd\n"
         "bot | Anchored | ^silk/\n"
         "prefetch | End | end\n"
-        "bot | | xy\n";
+        "bot | | xyz\n";
     static const struct {
         const char *ua, *cls, *name;
     } cases[] = {
-        { "abc", "bot", "First" },
-        { "zzABCzz", "bot", "First" },
-        { "ab", "unknown", "" },
+        { "abcd", "bot", "First" },
+        { "zzABCDzz", "bot", "First" },
+        { "abc", "unknown", "" },
         { "Silk/1.0", "bot", "Anchored" },
         { "x Silk/1.0", "unknown", "" },
         { "the END", "prefetch", "End" },
         { "the en", "unknown", "" },
-        { "XY", "bot", "" },
+        { "XYZ", "bot", "" },
     };
     char err[256];
     tp_agents *a = tp_agents_parse(list, strlen(list), err, sizeof(err));
@@ -237,19 +262,19 @@ static const struct {
     size_t len;                 /* 0: strlen(text) */
     const char *err;
 } bad_lists[] = {
-    { "unknown class", "robot | x | yy\n", 0,
+    { "unknown class", "robot | x | yyy\n", 0,
       "line 1: the class is not bot, email-proxy or prefetch" },
-    { "browser is a rule, not a class", "browser | x | yy\n", 0,
+    { "browser is a rule, not a class", "browser | x | yyy\n", 0,
       "line 1: the class is not bot, email-proxy or prefetch" },
     { "two fields", "# c\nbot | x\n", 0, "line 2: not three fields \"class | name | token\"" },
-    { "four fields", "bot | a | bb | cc\n", 0,
-      "line 1: the token is not 2 to 128 bytes of printable ASCII without '|'" },
-    { "one-byte token", "\n\nbot | x | y", 0,
-      "line 3: the token is not 2 to 128 bytes of printable ASCII without '|'" },
-    { "one-byte anchored token", "bot | x | ^y\n", 0,
-      "line 1: the token is not 2 to 128 bytes of printable ASCII without '|'" },
+    { "four fields", "bot | a | bbb | ccc\n", 0,
+      "line 1: the token is not 3 to 128 bytes of printable ASCII without '|'" },
+    { "two-byte token", "\n\nbot | x | yz", 0,
+      "line 3: the token is not 3 to 128 bytes of printable ASCII without '|'" },
+    { "two-byte anchored token", "bot | x | ^yz\n", 0,
+      "line 1: the token is not 3 to 128 bytes of printable ASCII without '|'" },
     { "control byte in a token", "bot | x | a\x01z\n", 0,
-      "line 1: the token is not 2 to 128 bytes of printable ASCII without '|'" },
+      "line 1: the token is not 3 to 128 bytes of printable ASCII without '|'" },
     { "UTF-8 in a name", "bot | caf\xC3\xA9 | cafe\n", 0,
       "line 1: the name is longer than 64 bytes or not printable ASCII" },
     { "a NUL byte", "bot | x | ab\0cd\n", 15, "line 1: a NUL byte" },
@@ -283,13 +308,13 @@ START_TEST(limits)
     ck_assert_msg(a != NULL, "%s", err);
     tp_agents_free(a);
     memset(text, 'n', 65);
-    snprintf(line, sizeof(line), "bot | %.65s | tt\n", text);
+    snprintf(line, sizeof(line), "bot | %.65s | ttt\n", text);
     ck_assert_ptr_null(tp_agents_parse(line, strlen(line), err, sizeof(err)));
     ck_assert_str_eq(err, "line 1: the name is longer than 64 bytes or not printable ASCII");
     memset(text, 't', 129);
     snprintf(line, sizeof(line), "bot | n | %.129s\n", text);
     ck_assert_ptr_null(tp_agents_parse(line, strlen(line), err, sizeof(err)));
-    ck_assert_str_eq(err, "line 1: the token is not 2 to 128 bytes of printable ASCII without '|'");
+    ck_assert_str_eq(err, "line 1: the token is not 3 to 128 bytes of printable ASCII without '|'");
 
     for (int i = 0; i < 8192; i++)
         o += (size_t)snprintf(text + o, sizeof(text) - o, "bot|n|t%04d\n", i);
@@ -329,7 +354,7 @@ START_TEST(load_file)
 
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fputs("bot | Ours | pixelcheck\nbots | x | yy\n", f);
+    fputs("bot | Ours | pixelcheck\nbots | x | yyy\n", f);
     fclose(f);
     ck_assert_ptr_null(tp_agents_load(path, err, sizeof(err)));
     snprintf(want, sizeof(want), "%s: line 2: the class is not bot, email-proxy or prefetch", path);
@@ -352,6 +377,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, agent_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
     tcase_add_test(tc, builtin_count);
     tcase_add_test(tc, long_user_agent);
+    tcase_add_test(tc, matching_budget);
     tcase_add_test(tc, no_list);
     tcase_add_test(tc, order_and_anchors);
     tcase_add_loop_test(tc, bad_list, 0, (int)(sizeof(bad_lists) / sizeof(bad_lists[0])));

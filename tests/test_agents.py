@@ -156,7 +156,7 @@ def test_agents_file_errors_stop_the_start():
     start_fails(missing, "TRACKPIXEL_AGENTS_FILE: %s: No such file or directory" % missing)
     bad = os.path.join(d, "bad.txt")
     with open(bad, "w") as f:
-        f.write("bot | Fine | fine/\nrobot | X | xx\n")
+        f.write("bot | Fine | fine/\nrobot | X | xxx\n")
     start_fails(bad, "TRACKPIXEL_AGENTS_FILE: %s: line 2: the class is not bot, "
                 "email-proxy or prefetch" % bad)
     start_fails(d, "TRACKPIXEL_AGENTS_FILE: %s: Is a directory" % d)
