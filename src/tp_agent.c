@@ -207,8 +207,15 @@ tp_agents *tp_agents_parse(const char *text, size_t len, char *err, size_t errle
     size_t lines = 1, used = 0, lineno = 0, i;
     const char *s = text, *end = text + len, *why = NULL;
 
+    if (len > (size_t)FILE_MAX) {
+        snprintf(err, errlen, "larger than 4 MiB");
+        free(a);
+        return NULL;
+    }
     for (i = 0; i < len; i++)
         lines += text[i] == '\n';
+    /* A line's name and token, each NUL-ended, take no more room than the
+     * line itself (its two '|' pay for the NULs): len + 1 bytes hold all. */
     if (!a || !(a->text = malloc(len + 1)) ||
         !(a->p = calloc(lines < TP_AGENT_MAX_PATTERNS ? lines : TP_AGENT_MAX_PATTERNS,
                         sizeof(*a->p))))
@@ -265,7 +272,7 @@ tp_agents *tp_agents_load(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
         goto done;
     }
-    if (len > FILE_MAX) {
+    if (len > (size_t)FILE_MAX) {
         snprintf(err, errlen, "%s: larger than 4 MiB", path);
         goto done;
     }

@@ -56,8 +56,8 @@ extern const char tp_agents_builtin[];
 /*
  * Compile the list in text[0..len).  Returns a new tp_agents (free it with
  * tp_agents_free), or NULL with "line N: what is wrong" (or "out of
- * memory") in err.  Limits: TP_AGENT_MAX_PATTERNS lines, names of at most
- * 64 bytes, tokens of 3 to 128 bytes.
+ * memory") in err.  Limits: 4 MiB of text, TP_AGENT_MAX_PATTERNS patterns,
+ * names of at most 64 bytes, tokens of 3 to 128 bytes.
  */
 #define TP_AGENT_MAX_PATTERNS 8192
 tp_agents *tp_agents_parse(const char *text, size_t len, char *err, size_t errlen);
