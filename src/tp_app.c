@@ -33,6 +33,7 @@ typedef enum route {
 
 struct tp_app {
     tp_config cfg;
+    tp_agents *agents;     /* who is asking: the list, compiled once */
     tp_deliver *deliver;   /* when TRACKPIXEL_ES_URL is set   */
     tp_output *out;        /* otherwise: the embedded default */
     char *body;            /* reused body buffer, max_body + 1 bytes */
@@ -44,6 +45,7 @@ struct tp_app {
     tp_redirect_allow *redirects;   /* NULL: redirects off */
     tp_acl *admin;         /* who may read _health and _metrics */
     tp_buf resp;           /* the answer being written (bounded) */
+    unsigned long bots_skipped;   /* bots' hits not recorded (TRACKPIXEL_RECORD_BOTS=0) */
 };
 
 /* The redirect allow-list, the admin list and the stats file. */
@@ -72,6 +74,7 @@ static int open_clicks_and_stats(tp_app *app, char *err, size_t errlen)
 tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
 {
     tp_app *app = calloc(1, sizeof(*app));
+    char why[512];
 
     if (!app) {
         snprintf(err, errlen, "out of memory");
@@ -79,6 +82,11 @@ tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
     }
     if (tp_config_load(&app->cfg, envp, err, errlen) < 0)
         goto fail;
+    app->agents = tp_agents_load(app->cfg.agents_file, why, sizeof(why));
+    if (!app->agents) {
+        snprintf(err, errlen, "TRACKPIXEL_AGENTS_FILE: %s", why);
+        goto fail;
+    }
     app->body = malloc((size_t)app->cfg.max_body + 1);
     if (!app->body) {
         snprintf(err, errlen, "out of memory");
@@ -100,7 +108,7 @@ fail:
 
 static void log_counters(const tp_app *app, tp_deliver_counters n)
 {
-    if (!app->hits && !app->skipped)
+    if (!app->hits && !app->skipped && !app->bots_skipped)
         return;
     if (!app->cfg.es_url) {
         n.delivered = (unsigned long)app->st->v[TP_ST_DELIVERED];
@@ -108,8 +116,8 @@ static void log_counters(const tp_app *app, tp_deliver_counters n)
     }
     tp_log("stopping: %lu hits, %lu delivered, %lu dead letters, %lu dropped, "
            "%lu journal errors, %lu damaged journal regions, %lu not recorded for "
-           "Sec-GPC/DNT", app->hits, n.delivered, n.deadletters, n.dropped,
-           n.journal_errors, n.damaged, app->skipped);
+           "Sec-GPC/DNT, %lu bots not recorded", app->hits, n.delivered, n.deadletters,
+           n.dropped, n.journal_errors, n.damaged, app->skipped, app->bots_skipped);
 }
 
 void tp_app_free(tp_app *app)
@@ -121,6 +129,7 @@ void tp_app_free(tp_app *app)
     tp_deliver_stop(app->deliver, &n);    /* the counters are final now */
     log_counters(app, n);
     free(app->body);
+    tp_agents_free(app->agents);
     tp_output_close(app->out);
     tp_stats_close(app->stats);     /* after the last count */
     tp_redirect_allow_free(app->redirects);
@@ -167,12 +176,19 @@ static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, 
         tp_log("RAND_bytes failed: the request-id is empty");
     in.envp = envp;
     in.request_id = hit->request_id;
+    in.agents = app->agents;
     if (m == TP_METHOD_POST) {
         in.body = app->body;
         in.body_len = read_body(app, io, &in.body_complete);
     }
     app->hits++;
     hit->doc = tp_doc_build(&app->cfg, &in, err, sizeof(err));
+    if (hit->doc && !app->cfg.record_bots && tp_doc_agent(hit->doc)->cls == TP_AGENT_BOT) {
+        app->bots_skipped++;          /* served, not recorded */
+        tp_doc_free(hit->doc);
+        hit->doc = NULL;
+        return;
+    }
     if (hit->doc)
         hit->entry.doc = tp_doc_serialize(&app->cfg, hit->doc, &hit->entry.len);
     if (hit->doc && hit->entry.doc) {

@@ -66,6 +66,8 @@ typedef struct tp_config {
 
     /* The document. */
     char *stage;
+    char *agents_file;             /* NULL: the list the program carries */
+    long record_bots;              /* 0: bots' hits are not recorded      */
     char *api_id;
     tp_stage_var stage_vars[TP_CONFIG_MAX_STAGE_VARS];
     size_t nstage_vars;

@@ -61,6 +61,7 @@ struct tp_doc {
     int body_empty;             /* body-json is {}                 */
     pairs path, query, header, stage;
     span ctx[NCTX];
+    tp_agent agent;
     int64_t ms;
     char ts[32];
     span trunc[TRUNC_MAX + 8];
@@ -72,7 +73,8 @@ struct tp_doc {
 /* The CGI variables the document reads, found in one pass over envp. */
 typedef struct cgi_vars {
     const char *method, *path_info, *query, *content_length, *remote_addr,
-               *remote_user, *user_agent, *script_name, *xff, *forwarded, *sec_gpc, *dnt;
+               *remote_user, *user_agent, *script_name, *xff, *forwarded, *sec_gpc, *dnt,
+               *sec_purpose, *purpose, *x_moz;
 } cgi_vars;
 
 typedef struct builder {
@@ -102,6 +104,9 @@ static void read_cgi_vars(char *const *envp, cgi_vars *v)
         { "HTTP_FORWARDED=", offsetof(cgi_vars, forwarded) },
         { "HTTP_SEC_GPC=", offsetof(cgi_vars, sec_gpc) },
         { "HTTP_DNT=", offsetof(cgi_vars, dnt) },
+        { "HTTP_SEC_PURPOSE=", offsetof(cgi_vars, sec_purpose) },
+        { "HTTP_PURPOSE=", offsetof(cgi_vars, purpose) },
+        { "HTTP_X_MOZ=", offsetof(cgi_vars, x_moz) },
     };
 
     memset(v, 0, sizeof(*v));
@@ -911,6 +916,8 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, si
         build_headers(&b, in->envp) < 0 || build_stage_vars(&b) < 0)
         goto fail;
     build_context(&b, in, method);
+    tp_agent_classify(in->agents, b.v.user_agent, b.v.sec_purpose, b.v.purpose, b.v.x_moz,
+                      &d->agent);
     d->ms = (int64_t)in->now.tv_sec * 1000 + in->now.tv_nsec / 1000000L;
     if (tp_doc_rfc3339(in->now, d->ts, sizeof(d->ts)) < 0 || d->arena.oom)
         goto fail;
@@ -922,6 +929,11 @@ fail:
     tp_buf_free(&b.hval);
     tp_doc_free(d);
     return NULL;
+}
+
+const tp_agent *tp_doc_agent(const tp_doc *d)
+{
+    return &d->agent;
 }
 
 void tp_doc_free(tp_doc *d)
@@ -987,6 +999,10 @@ static void write_doc(tp_doc *d)
         tp_buf_put(o, ":", 1);
         tp_json_string(o, at(d, d->ctx[i]), d->ctx[i].len);
     }
+    put_lit(o, "},\"agent\":{\"class\":\"");
+    put_lit(o, tp_agent_class_name(d->agent.cls));
+    put_lit(o, "\",\"name\":");
+    tp_json_string(o, d->agent.name, strlen(d->agent.name));
     put_lit(o, "},\"date\":");
     tp_json_int64(o, d->ms);
     put_lit(o, ",\"@timestamp\":");

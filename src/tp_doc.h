@@ -3,7 +3,8 @@
  *
  * The shape is API Gateway's "method request passthrough" template (body-json,
  * params, stage-variables, context) plus "date" (epoch milliseconds) and
- * "@timestamp" (RFC 3339 UTC with milliseconds).  Every string in it is
+ * "@timestamp" (RFC 3339 UTC with milliseconds), and "agent" (who is asking:
+ * {"class":...,"name":...}, from tp_agent) after "context".  Every string in it is
  * valid UTF-8 whatever the request carried.  It is written in one pass
  * (tp_json); json-c parses and prints a POST body for body-json.
  * Limits from tp_config cut it down; what was cut is listed in a top-level
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "tp_agent.h"
 #include "tp_config.h"
 
 typedef struct tp_doc_input {
@@ -27,6 +29,7 @@ typedef struct tp_doc_input {
     int body_complete;        /* 0 when more arrived than body_len / the limit */
     const char *request_id;   /* context.request-id                         */
     struct timespec now;      /* CLOCK_REALTIME of the hit                  */
+    const tp_agents *agents;  /* the agents list; NULL: none (tp_agent.h)   */
 } tp_doc_input;
 
 /* A document being built: opaque; tp_doc_free() releases it. */
@@ -51,6 +54,9 @@ tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in,
  * on failure.
  */
 const char *tp_doc_serialize(const tp_config *cfg, tp_doc *doc, size_t *len);
+
+/* Who is asking, as the document says (owned by doc and the list). */
+const tp_agent *tp_doc_agent(const tp_doc *doc);
 
 /* Release doc (NULL is fine). */
 void tp_doc_free(tp_doc *doc);

@@ -16,6 +16,8 @@ START_TEST(defaults)
     ck_assert_ptr_null(cfg.es_type);
     ck_assert_str_eq(cfg.aws_service, "es");
     ck_assert_str_eq(cfg.stage, "prod");
+    ck_assert_ptr_null(cfg.agents_file);
+    ck_assert_int_eq(cfg.record_bots, 1);
     ck_assert_str_eq(cfg.api_id, "");
     ck_assert_str_eq(cfg.output, "events.ndjson");
     ck_assert_int_eq(cfg.connect_timeout_ms, 2000);
@@ -97,6 +99,7 @@ static const struct {
     { "TRACKPIXEL_ES_INDEX=_x", "TRACKPIXEL_ES_INDEX: not a valid index name (lower case, no spaces or \\/*?\"<>|,#:%, not starting with - _ +)" },
     { "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" },
     { "TRACKPIXEL_STAGE_VAR_=x", "TRACKPIXEL_STAGE_VAR_<name>: the name is empty" },
+    { "TRACKPIXEL_RECORD_BOTS=no", "TRACKPIXEL_RECORD_BOTS: not a number from 0 to 1" },
 };
 
 START_TEST(bad_values)

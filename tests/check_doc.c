@@ -255,6 +255,7 @@ START_TEST(document_table)
         "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\",\"http-method\":\"%s\","
         "\"stage\":\"%s\",\"source-ip\":\"%s\",\"user\":\"%s\",\"user-agent\":\"%s\",\"user-arn\":\"\","
         "\"request-id\":\"" ID "\",\"resource-id\":\"\",\"resource-path\":\"%s\"},"
+        "\"agent\":{\"class\":\"unknown\",\"name\":\"\"},"
         "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"%s}",
         r->body_json, r->params, r->stage_vars, tight ? "" : "api1", r->method,
         tight ? "prod" : "test", r->ip, r->user, r->ua, r->path, r->tail);
@@ -591,6 +592,7 @@ START_TEST(privacy_table)
         "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\",\"http-method\":\"%s\","
         "\"stage\":\"prod\",\"source-ip\":\"%s\",\"user\":\"\",\"user-agent\":\"%s\",\"user-arn\":\"\","
         "\"request-id\":\"" ID "\",\"resource-id\":\"\",\"resource-path\":\"\"},"
+        "\"agent\":{\"class\":\"unknown\",\"name\":\"\"},"
         "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"%s}",
         r->body_json, r->params, r->body ? "POST" : "GET", r->ip,
         strstr(r->params, "\"User-Agent\":\"ua\"") ? "ua" : "", r->tail);
@@ -599,6 +601,58 @@ START_TEST(privacy_table)
     tp_doc_free(doc);
     tp_config_free(&cfg);
     unlink(keyfile);
+}
+END_TEST
+
+/* The document's "agent", after "context": from the list for a robot's User-Agent,
+ * from Sec-Purpose for a browser's prefetch. */
+START_TEST(agent_in_document)
+{
+    static const struct {
+        const char *env[4];
+        const char *want;
+    } cases[] = {
+        { { "HTTP_USER_AGENT=Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            NULL }, "\"agent\":{\"class\":\"bot\",\"name\":\"Googlebot\"}" },
+        { { "HTTP_USER_AGENT=Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "HTTP_SEC_PURPOSE=prefetch", NULL }, "\"agent\":{\"class\":\"prefetch\",\"name\":\"\"}" },
+        { { "HTTP_USER_AGENT=Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "HTTP_X_MOZ=prefetch", NULL }, "\"agent\":{\"class\":\"prefetch\",\"name\":\"\"}" },
+        { { "HTTP_USER_AGENT=Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            NULL }, "\"agent\":{\"class\":\"browser\",\"name\":\"\"}" },
+    };
+    char *env[] = { NULL };
+    tp_config cfg;
+    tp_doc_input in;
+    tp_agents *agents;
+    char err[256];
+
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    agents = tp_agents_load(NULL, err, sizeof(err));
+    ck_assert_ptr_nonnull(agents);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tp_doc *doc;
+        const char *got, *at;
+        size_t len;
+
+        memset(&in, 0, sizeof(in));
+        in.envp = (char *const *)cases[i].env;
+        in.request_id = ID;
+        in.agents = agents;
+        doc = tp_doc_build(&cfg, &in, err, sizeof(err));
+        ck_assert_ptr_nonnull(doc);
+        got = tp_doc_serialize(&cfg, doc, &len);
+        ck_assert_ptr_nonnull(got);
+        at = strstr(got, "\"resource-path\":\"\"},");
+        ck_assert_ptr_nonnull(at);
+        at += strlen("\"resource-path\":\"\"},");
+        ck_assert_msg(strncmp(at, cases[i].want, strlen(cases[i].want)) == 0 &&
+                      strncmp(at + strlen(cases[i].want), ",\"date\":", 8) == 0,
+                      "case %zu: %s", i, got);
+        tp_doc_free(doc);
+    }
+    tp_agents_free(agents);
+    tp_config_free(&cfg);
 }
 END_TEST
 
@@ -613,6 +667,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, rfc3339);
     tcase_add_test(tc, many_repeated_names);
     tcase_add_loop_test(tc, privacy_table, 0, (int)(sizeof(privacy_rows) / sizeof(privacy_rows[0])));
+    tcase_add_test(tc, agent_in_document);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,8 +90,8 @@ def test_get_pixel_and_document(c):
     check_pixel_response(status, headers, body)
     rid = headers["X-Request-Id"]
     doc = one_doc(c, rid)
-    eq(list(doc.keys()), ["body-json", "params", "stage-variables", "context", "date",
-                          "@timestamp"], "top-level keys")
+    eq(list(doc.keys()), ["body-json", "params", "stage-variables", "context", "agent",
+                          "date", "@timestamp"], "top-level keys")
     eq(doc["body-json"], {}, "body-json")
     eq(doc["params"], {
         "path": {"proxy": "campaigns/7"},

@@ -92,7 +92,7 @@ def hit(w, remote, headers=(), query="", method="GET", body=b""):
 
 
 def expected_doc(doc, rid, source_ip, header, query=None, body_json=None, method="GET",
-                 tail=None):
+                 tail=None, agent=None):
     """The whole document a hit must give (its own date, timestamp and id)."""
     ctx = {k: "" for k in CONTEXT_KEYS}
     ctx.update({"http-method": method, "stage": "prod", "source-ip": source_ip,
@@ -100,6 +100,8 @@ def expected_doc(doc, rid, source_ip, header, query=None, body_json=None, method
     out = {"body-json": body_json or {},
            "params": {"path": {}, "querystring": query or {}, "header": header},
            "stage-variables": {}, "context": ctx,
+           # These requests send no User-Agent (tests/test_agents.py covers it).
+           "agent": agent or {"class": "unknown", "name": ""},
            "date": doc["date"], "@timestamp": doc["@timestamp"]}
     out.update(tail or {})
     return out
@@ -316,7 +318,7 @@ def test_gpc_skip():
         eq(len(stop), 1, "stop lines")
         assert stop[0].endswith("stopping: 1 hits, 1 delivered, 0 dead letters, 0 dropped, "
                                 "0 journal errors, 0 damaged journal regions, "
-                                "3 not recorded for Sec-GPC/DNT"), stop[0]
+                                "3 not recorded for Sec-GPC/DNT, 0 bots not recorded"), stop[0]
         no_raw(files_text(d).get(os.path.join(d, "events.ndjson"), ""), "the output",
                ["203.0.113.77"])
 

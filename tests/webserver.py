@@ -1027,8 +1027,8 @@ def expected_document(srv, method, rid, querystring, headers, body_json=None, pr
 
 
 def check_document(source, expected, before_ms, after_ms):
-    tplib.eq(list(source), ["body-json", "params", "stage-variables", "context", "date",
-                            "@timestamp"], "document keys, in order")
+    tplib.eq(list(source), ["body-json", "params", "stage-variables", "context", "agent",
+                            "date", "@timestamp"], "document keys, in order")
     tplib.eq(list(source["context"]), CONTEXT_KEYS, "context keys, in order")
     for key in ("body-json", "params", "stage-variables", "context"):
         tplib.eq(source[key], expected[key], key)

@@ -15,7 +15,9 @@
  * very same text (tp_json writes what json-c would); no object key anywhere is
  * empty (Elasticsearch refuses an empty field name); the limits hold: at most
  * max_params parameters and max_headers headers, names and values at most
- * max_value bytes; "truncated", when present, is an array of strings.
+ * max_value bytes; "truncated", when present, is an array of strings;
+ * "agent" is {"class": one of the five, "name": a string of at most 64
+ * bytes}, from the carried agents list (byte 0's bit 3 clear) or none.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +26,7 @@
 
 #include <json-c/json.h>
 
+#include "tp_agent.h"
 #include "tp_config.h"
 #include "tp_doc.h"
 #include "tp_utf8.h"
@@ -252,6 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                      "TRACKPIXEL_DROP_HEADERS=Cookie,X-A", NULL };
     const char *ip;
     size_t iplen;
+    static tp_agents *agents;       /* the carried list, kept for the process's life */
     tp_config cfg;
     tp_doc_input in;
     char **envp = NULL, *copy = NULL, err[256];
@@ -296,6 +300,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.envp = envp;
     in.body_complete = !(pick & 4) && in.body_len <= (size_t)cfg.max_body;
     in.request_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    if (!agents)
+        agents = tp_agents_load(NULL, err, sizeof(err));
+    CHECK(agents);
+    in.agents = (pick & 8) ? NULL : agents;
     in.now.tv_sec = 1764186000;
     in.now.tv_nsec = 123456789;
 
@@ -336,6 +344,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pick & 0x20)
         CHECK(iplen == 0 || (iplen >= 2 && (strcmp(ip + iplen - 2, ".0") == 0 ||
                                             strcmp(ip + iplen - 2, "::") == 0)));
+    {
+        json_object *agent = member(back, "agent");
+        const char *cls = json_object_get_string(member(agent, "class"));
+        CHECK(json_object_object_length(agent) == 2);
+        CHECK(json_object_is_type(member(agent, "name"), json_type_string));
+        CHECK(json_object_get_string_len(member(agent, "name")) <= 64);
+        CHECK(cls && (!strcmp(cls, "browser") || !strcmp(cls, "bot") ||
+                      !strcmp(cls, "email-proxy") || !strcmp(cls, "prefetch") ||
+                      !strcmp(cls, "unknown")));
+    }
     CHECK(json_object_is_type(member(back, "date"), json_type_int));
     CHECK(json_object_is_type(member(back, "@timestamp"), json_type_string));
     if (json_object_object_get_ex(back, "truncated", &tr)) {
