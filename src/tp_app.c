@@ -35,6 +35,8 @@ tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
     }
     if (tp_config_load(&app->cfg, envp, err, errlen) < 0)
         goto fail;
+    if (app->cfg.config_warning[0])
+        tp_log("warning: %s", app->cfg.config_warning);
     app->body = malloc((size_t)app->cfg.max_body + 1);
     if (!app->body) {
         snprintf(err, errlen, "out of memory");
