@@ -1460,6 +1460,16 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        """A client that fails the TLS handshake (wrong CA, no client
+        certificate) is one line, as a server logs it, not a traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ssl.SSLError):
+            sys.stderr.write("es_standin: TLS with %s:%d failed: %s\n"
+                             % (client_address[0], client_address[1], err.reason or err))
+            return
+        super().handle_error(request, client_address)
+
 
 def write_port_file(path, port):
     tmp = "%s.tmp.%d" % (path, os.getpid())
