@@ -3,8 +3,8 @@ basic) and TLS (a CA of the test's own, client certificates), and OpenSearch
 Serverless without document ids: the real binary, cgi-fcgi, and the
 Elasticsearch stand-in serving HTTPS with Python's ssl module (OpenSSL),
 proved faithful with curl."""
-import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -424,6 +424,31 @@ def test_file_errors_name_the_line(c):
     rc, out = check({"PATH": "/usr/bin:/bin", "TRACKPIXEL_CONFIG": path})
     eq((rc, out), (1, "configuration: error: TRACKPIXEL_CONFIG: %s: line 2: unknown variable "
                       "TRACKPIXEL_ES_INDX (see trackpixel --help)\n" % path), "--check")
+
+
+def test_example_file_names_every_variable(c):
+    """trackpixel.conf.example: each variable of --help as a commented
+    NAME= line; as shipped (all commented) it loads, and each line
+    uncommented alone is a valid setting for the parser."""
+    out = subprocess.run([tplib.TRACKPIXEL, "--help"], capture_output=True, text=True).stdout
+    names = re.findall(r"^  ((?:TRACKPIXEL|AWS)_[A-Z_<>a-z]+)\s", out, re.M)
+    assert len(names) >= 20, names
+    with open(os.path.join(tplib.SRCDIR, "trackpixel.conf.example")) as f:
+        text = f.read()
+    settings = [m.group(1) for m in re.finditer(r"^#([A-Z][A-Z0-9_]*(?:_VAR_[a-z]+)?=.*)$",
+                                                text, re.M)]
+    given = {s.split("=")[0] for s in settings}
+    missing = [n for n in names if n.replace("<name>", "site") not in given and
+               n != "TRACKPIXEL_CONFIG"]
+    eq(missing, [], "variables of --help missing from trackpixel.conf.example")
+    assert "TRACKPIXEL_CONFIG" in text
+    path = write_conf(c, "example.conf", text, 0o600)
+    rc, out = check({"PATH": "/usr/bin:/bin", "TRACKPIXEL_CONFIG": path})
+    eq(rc, 0, "--check with the example: " + out)
+    for s in settings:
+        path = write_conf(c, "one.conf", s + "\n", 0o600)
+        rc, out = check({"PATH": "/usr/bin:/bin", "TRACKPIXEL_CONFIG": path})
+        assert "TRACKPIXEL_CONFIG:" not in out, (s, out)
 
 
 if __name__ == "__main__":
