@@ -748,7 +748,8 @@ class SpawnFcgi:
     """trackpixel started by spawn-fcgi on a unix socket with the command
     line of the shipped lighttpd/trackpixel.service (its ExecStart=, paths
     moved; as an ordinary user without the -u/-g/-U/-G options, which need
-    root), env being its whole environment (the unit's EnvironmentFile=)."""
+    root), env being its whole environment (the settings the unit's
+    configuration file gives, as variables)."""
 
     def __init__(self, socket_path, env, workdir, tag=None):
         self.socket_path = socket_path
