@@ -28,9 +28,11 @@ static void usage(FILE *f)
         "\n"
         "A tracking pixel: every GET, HEAD or POST gets a 1x1 BMP, and one JSON document\n"
         "per hit goes to Elasticsearch (signed with AWS SigV4 when AWS keys and a region\n"
-        "are set), or, without TRACKPIXEL_ES_URL, to a local file in _bulk format.\n"
+        "are set, or with an API key or basic auth), or, without TRACKPIXEL_ES_URL, to a\n"
+        "local file in _bulk format.\n"
         "\n"
-        "Configuration (environment, read once at start):\n");
+        "Configuration (read once at start from the environment, which wins, and the\n"
+        "file TRACKPIXEL_CONFIG of NAME=value lines):\n");
     for (i = 0; i < n; i++)
         fprintf(f, "  %-30s %s%s%s%s\n", vars[i].name, vars[i].help,
                 vars[i].def ? " (default \"" : "", vars[i].def ? vars[i].def : "",
