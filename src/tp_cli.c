@@ -40,20 +40,23 @@ static void usage(FILE *f)
 }
 
 /* OpenSearch Serverless has no GET /: the index tells whether the
- * collection is reachable and the requests are accepted. */
+ * collection is reachable and the requests are accepted (a 404 saying the
+ * index does not exist counts: it is created by the first document). */
 static int check_aoss(const tp_config *cfg, tp_es *es, const char *shown)
 {
     char err[512], path[300];
     long status = 0;
     tp_es_result r;
+    int missing;
 
     snprintf(path, sizeof(path), "/%s", cfg->es_index);
     r = tp_es_request(es, "GET", path, NULL, NULL, NULL, 0, time(NULL), &status, err,
                       sizeof(err));
-    if (r == TP_ES_OK || status == 404) {
+    missing = status == 404 && strstr(tp_es_answer(es, NULL), "index_not_found_exception");
+    if (r == TP_ES_OK || missing) {
         printf("cluster: %s answered HTTP %ld to GET %s (OpenSearch Serverless: no cluster "
                "name or version; %s)\n", shown, status, path,
-               status == 404 ? "the index does not exist yet" : "the index exists");
+               missing ? "the index does not exist yet" : "the index exists");
         return 0;
     }
     printf("cluster: %s %s: %s\n", shown, status ? "answered but refused" : "is unreachable",

@@ -98,6 +98,7 @@ typedef struct tp_config {
     tp_config_auth auth;
     char *es_ids;                  /* "request-id" or "auto"            */
     int ids_auto;                  /* documents created without _id     */
+
     char *output;                  /* the embedded default's file */
 
     /* Durability (with a cluster): "" spool_dir means no journal. */
