@@ -7,8 +7,9 @@
 #     lighttpd/demo.sh
 #
 # Only the paths of the shipped file are changed (the program, lighttpd's
-# socket, the output file); everything else is what
-# /etc/lighttpd/conf-available/50-trackpixel.conf would say.
+# socket, the configuration file); everything else is what
+# /etc/lighttpd/conf-available/50-trackpixel.conf would say.  The
+# configuration file, demo/trackpixel.conf, names the output file.
 #
 # Environment: TRACKPIXEL_DEMO_PORT (8080), TRACKPIXEL_DEMO_DIR (./demo),
 # TRACKPIXEL_BIN (./src/trackpixel).
@@ -41,9 +42,18 @@ if [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1; then
     chown www-data:www-data "$dir"
 fi
 
+# trackpixel's configuration file: readable by the worker's user, writable
+# by its owner only (trackpixel refuses it otherwise).
+rm -f "$dir/trackpixel.conf"
+(umask 077 && echo "TRACKPIXEL_OUTPUT=$dir/events.ndjson" > "$dir/trackpixel.conf")
+if [ -n "$user" ]; then
+    chgrp "$user" "$dir/trackpixel.conf"
+    chmod 0640 "$dir/trackpixel.conf"
+fi
+
 sed -e "s#/usr/local/sbin#$(dirname "$bin")#g" \
     -e "s#/run/lighttpd/trackpixel.socket#$dir/trackpixel.socket#" \
-    -e "s#/var/lib/trackpixel/events.ndjson#$dir/events.ndjson#" \
+    -e "s#/etc/trackpixel/trackpixel.conf#$dir/trackpixel.conf#" \
     "$conf" > "$dir/50-trackpixel.conf"
 
 {

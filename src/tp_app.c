@@ -82,6 +82,8 @@ tp_app *tp_app_new(char *const *envp, char *err, size_t errlen)
     }
     if (tp_config_load(&app->cfg, envp, err, errlen) < 0)
         goto fail;
+    if (app->cfg.config_warning[0])
+        tp_log("warning: %s", app->cfg.config_warning);
     app->agents = tp_agents_load(app->cfg.agents_file, why, sizeof(why));
     if (!app->agents) {
         snprintf(err, errlen, "TRACKPIXEL_AGENTS_FILE: %s", why);

@@ -28,13 +28,70 @@ static void usage(FILE *f)
         "\n"
         "A tracking pixel: every GET, HEAD or POST gets a 1x1 BMP, and one JSON document\n"
         "per hit goes to Elasticsearch (signed with AWS SigV4 when AWS keys and a region\n"
-        "are set), or, without TRACKPIXEL_ES_URL, to a local file in _bulk format.\n"
+        "are set, or with an API key or basic auth), or, without TRACKPIXEL_ES_URL, to a\n"
+        "local file in _bulk format.\n"
         "\n"
-        "Configuration (environment, read once at start):\n");
+        "Configuration (read once at start from the environment, which wins, and the\n"
+        "file TRACKPIXEL_CONFIG of NAME=value lines):\n");
     for (i = 0; i < n; i++)
         fprintf(f, "  %-30s %s%s%s%s\n", vars[i].name, vars[i].help,
                 vars[i].def ? " (default \"" : "", vars[i].def ? vars[i].def : "",
                 vars[i].def ? "\")" : "");
+}
+
+/* OpenSearch Serverless has no GET /: the index tells whether the
+ * collection is reachable and the requests are accepted (a 404 saying the
+ * index does not exist counts: it is created by the first document). */
+static int check_aoss(const tp_config *cfg, tp_es *es, const char *shown)
+{
+    char err[512], path[300];
+    long status = 0;
+    tp_es_result r;
+    int missing;
+
+    snprintf(path, sizeof(path), "/%s", cfg->es_index);
+    r = tp_es_request(es, "GET", path, NULL, NULL, NULL, 0, time(NULL), &status, err,
+                      sizeof(err));
+    missing = status == 404 && strstr(tp_es_answer(es, NULL), "index_not_found_exception");
+    if (r == TP_ES_OK || missing) {
+        printf("cluster: %s answered HTTP %ld to GET %s (OpenSearch Serverless: no cluster "
+               "name or version; %s)\n", shown, status, path,
+               missing ? "the index does not exist yet" : "the index exists");
+        return 0;
+    }
+    printf("cluster: %s %s: %s\n", shown, status ? "answered but refused" : "is unreachable",
+           err);
+    return 1;
+}
+
+/* GET / : the cluster's name and version (aoss: check_aoss). */
+static int check_cluster(const tp_config *cfg, tp_es *es, const tp_config_var *vars)
+{
+    char err[512], shown[512];
+    long status = 0;
+    tp_es_result r;
+    json_object *j = NULL, *v = NULL, *num = NULL, *name = NULL;
+
+    tp_config_show(cfg, &vars[0], shown, sizeof(shown));
+    if (strcmp(cfg->aws_service, "aoss") == 0)
+        return check_aoss(cfg, es, shown);
+    r = tp_es_request(es, "GET", "/", NULL, NULL, NULL, 0, time(NULL), &status, err,
+                      sizeof(err));
+    if (r != TP_ES_OK) {
+        printf("cluster: %s %s: %s\n", shown, status ? "answered but refused" : "is unreachable",
+               err);
+        return 1;
+    }
+    j = json_tokener_parse(tp_es_answer(es, NULL));
+    if (j) {
+        json_object_object_get_ex(j, "cluster_name", &name);
+        if (json_object_object_get_ex(j, "version", &v))
+            json_object_object_get_ex(v, "number", &num);
+    }
+    printf("cluster: %s answered HTTP %ld (cluster_name %s, version %s)\n", shown, status,
+           name ? json_object_get_string(name) : "?", num ? json_object_get_string(num) : "?");
+    json_object_put(j);
+    return 0;
 }
 
 static int check(char *const *envp)
@@ -54,7 +111,18 @@ static int check(char *const *envp)
     printf("configuration:\n");
     for (i = 0; i < n; i++)
         printf("  %s=%s\n", vars[i].name, tp_config_show(&cfg, &vars[i], shown, sizeof(shown)));
+    printf("configuration file: %s\n", cfg.config_path ? cfg.config_path : "none");
+    if (cfg.config_warning[0])
+        printf("warning: %s\n", cfg.config_warning);
     printf("signing: %s\n", cfg.signing ? "AWS SigV4" : "off (no AWS credentials and region)");
+    printf("auth: %s\n", tp_config_auth_name(cfg.auth));
+    if (cfg.es_url && strncmp(cfg.es_url, "https:", 6) == 0)
+        printf("tls: certificates and host names verified with %s%s%s\n",
+               cfg.es_ca_file ? cfg.es_ca_file : "the system's CA certificates",
+               cfg.es_cert_file ? "; client certificate " : "",
+               cfg.es_cert_file ? cfg.es_cert_file : "");
+    else if (cfg.es_url)
+        printf("tls: none (http)\n");
 
     if (!cfg.es_url) {
         tp_output *out = tp_output_open(cfg.output, err, sizeof(err));
@@ -73,28 +141,7 @@ static int check(char *const *envp)
         printf("cluster: error: %s\n", err);
         goto done;
     }
-    {
-        long status = 0;
-        tp_es_result r = tp_es_request(es, "GET", "/", NULL, NULL, NULL, 0, time(NULL),
-                                       &status, err, sizeof(err));
-        tp_config_show(&cfg, &vars[0], shown, sizeof(shown));
-        if (r == TP_ES_OK) {
-            json_object *j = json_tokener_parse(tp_es_answer(es, NULL)), *v = NULL, *num = NULL, *name = NULL;
-            if (j) {
-                json_object_object_get_ex(j, "cluster_name", &name);
-                if (json_object_object_get_ex(j, "version", &v))
-                    json_object_object_get_ex(v, "number", &num);
-            }
-            printf("cluster: %s answered HTTP %ld (cluster_name %s, version %s)\n", shown, status,
-                   name ? json_object_get_string(name) : "?", num ? json_object_get_string(num) : "?");
-            json_object_put(j);
-            rc = 0;
-        } else if (status) {
-            printf("cluster: %s answered but refused: %s\n", shown, err);
-        } else {
-            printf("cluster: %s is unreachable: %s\n", shown, err);
-        }
-    }
+    rc = check_cluster(&cfg, es, vars);
 done:
     tp_es_free(es);
     tp_config_free(&cfg);

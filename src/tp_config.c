@@ -2,10 +2,15 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tp_conffile.h"
 
 #include "tp_privacy.h"
 #include "tp_acl.h"
@@ -31,6 +36,8 @@ static const tp_config_var vars[] = {
       "document type, for clusters before 7.x only (e.g. event)" },
     { "TRACKPIXEL_AWS_SERVICE", TP_CONF_STRING, "es", 0,
       "SigV4 service name: es, or aoss for OpenSearch Serverless" },
+    { "TRACKPIXEL_ES_IDS", TP_CONF_STRING, "request-id", 0,
+      "request-id: each document is created under its request id (a retry never stores it twice); auto: the cluster picks ids (OpenSearch Serverless time-series collections)" },
     { "AWS_REGION", TP_CONF_STRING, NULL, 0,
       "AWS region of the cluster; signing is on when it and the keys are set" },
     { "AWS_DEFAULT_REGION", TP_CONF_STRING, NULL, 0,
@@ -45,6 +52,24 @@ static const tp_config_var vars[] = {
       "connect timeout to Elasticsearch, milliseconds" },
     { "TRACKPIXEL_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
       "total timeout of one Elasticsearch request, milliseconds" },
+    { "TRACKPIXEL_CONFIG", TP_CONF_STRING, TP_CONFIG_DEFAULT_PATH, 0,
+      "configuration file of NAME=value lines, read at start under the environment (the environment wins); the default is read only when it exists; empty: none" },
+    { "TRACKPIXEL_ES_API_KEY", TP_CONF_STRING, NULL, 1,
+      "Elasticsearch API key (the encoded value), sent as Authorization: ApiKey" },
+    { "TRACKPIXEL_ES_API_KEY_FILE", TP_CONF_STRING, NULL, 0,
+      "file holding TRACKPIXEL_ES_API_KEY (its first line)" },
+    { "TRACKPIXEL_ES_USER", TP_CONF_STRING, NULL, 0,
+      "user for basic auth, with TRACKPIXEL_ES_PASSWORD or TRACKPIXEL_ES_PASSWORD_FILE" },
+    { "TRACKPIXEL_ES_PASSWORD", TP_CONF_STRING, NULL, 1,
+      "password of TRACKPIXEL_ES_USER" },
+    { "TRACKPIXEL_ES_PASSWORD_FILE", TP_CONF_STRING, NULL, 0,
+      "file holding TRACKPIXEL_ES_PASSWORD (its first line)" },
+    { "TRACKPIXEL_ES_CA_FILE", TP_CONF_STRING, NULL, 0,
+      "PEM file of the CA certificates the cluster's certificate is verified with (e.g. Elasticsearch's http_ca.crt); unset: the system's" },
+    { "TRACKPIXEL_ES_CERT_FILE", TP_CONF_STRING, NULL, 0,
+      "PEM client certificate presented to the cluster" },
+    { "TRACKPIXEL_ES_KEY_FILE", TP_CONF_STRING, NULL, 0,
+      "PEM private key of TRACKPIXEL_ES_CERT_FILE (unset: in the certificate's file)" },
     { "TRACKPIXEL_OUTPUT", TP_CONF_STRING, "events.ndjson", 0,
       "file the documents are appended to in _bulk format when TRACKPIXEL_ES_URL is unset" },
     { "TRACKPIXEL_SPOOL_DIR", TP_CONF_STRING, "/var/spool/trackpixel", 0,
@@ -103,10 +128,13 @@ static const tp_config_var vars[] = {
 
 /* Parallel to vars[]. */
 static const slot slots[] = {
-    S(es_url), S(es_index), S(es_type), S(aws_service),
+    S(es_url), S(es_index), S(es_type), S(aws_service), S(es_ids),
     S(region), { offsetof(tp_config, region), 1 },
     S(access_key_id), S(secret_access_key), S(session_token),
-    S(connect_timeout_ms), S(timeout_ms), S(output),
+    S(connect_timeout_ms), S(timeout_ms),
+    S(config_path), S(es_api_key), S(es_api_key_file), S(es_user), S(es_password),
+    S(es_password_file), S(es_ca_file), S(es_cert_file), S(es_key_file),
+    S(output),
     S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(bulk_max_kb),
     S(body_timeout_ms),
     S(stage), S(agents_file), S(record_bots), NONE, S(api_id),
@@ -300,6 +328,62 @@ static int check_lists(const tp_config *cfg, char *err, size_t errlen)
     return a ? 0 : -1;
 }
 
+/* Does the URL carry user:password@? */
+static int url_has_user(const char *url)
+{
+    CURLU *u = curl_url();
+    char *user = NULL;
+    int has = 0;
+
+    if (u && url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+        has = 1;
+    curl_free(user);
+    curl_url_cleanup(u);
+    return has;
+}
+
+const char *tp_config_auth_name(tp_config_auth auth)
+{
+    switch (auth) {
+    case TP_AUTH_AWS: return "AWS SigV4";
+    case TP_AUTH_API_KEY: return "API key (TRACKPIXEL_ES_API_KEY)";
+    case TP_AUTH_BASIC: return "basic (TRACKPIXEL_ES_USER)";
+    case TP_AUTH_URL_BASIC: return "basic (user:password@ in TRACKPIXEL_ES_URL)";
+    default: return "none";
+    }
+}
+
+/* The one authentication of the configuration; -1 when there are several
+ * or one is incomplete. */
+static int check_auth(tp_config *cfg, char *err, size_t errlen)
+{
+    int url_user = url_has_user(cfg->es_url), n;
+
+    if (cfg->es_password && !cfg->es_user) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_PASSWORD is set but TRACKPIXEL_ES_USER is not");
+        return -1;
+    }
+    if (cfg->es_user && !cfg->es_password) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_USER is set but neither TRACKPIXEL_ES_PASSWORD "
+                 "nor TRACKPIXEL_ES_PASSWORD_FILE is");
+        return -1;
+    }
+    n = (cfg->access_key_id != NULL) + (cfg->es_api_key != NULL) + (cfg->es_user != NULL) +
+        url_user;
+    if (n > 1) {
+        snprintf(err, errlen, "more than one authentication is set (%s%s%s%s): keep one",
+                 cfg->access_key_id ? " AWS_ACCESS_KEY_ID" : "",
+                 cfg->es_api_key ? " TRACKPIXEL_ES_API_KEY" : "",
+                 cfg->es_user ? " TRACKPIXEL_ES_USER" : "",
+                 url_user ? " user@ in TRACKPIXEL_ES_URL" : "");
+        return -1;
+    }
+    cfg->auth = cfg->signing ? TP_AUTH_AWS : cfg->es_api_key ? TP_AUTH_API_KEY :
+                cfg->es_user ? TP_AUTH_BASIC : url_user ? TP_AUTH_URL_BASIC : TP_AUTH_NONE;
+    return 0;
+}
+
 /* The rules between variables, once all are read. */
 static int check_config(tp_config *cfg, char *err, size_t errlen)
 {
@@ -320,10 +404,118 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
                  "(AWS_REGION or AWS_DEFAULT_REGION): requests cannot be signed");
         return -1;
     }
+    if (strcmp(cfg->es_ids, "request-id") != 0 && strcmp(cfg->es_ids, "auto") != 0) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_IDS: request-id or auto");
+        return -1;
+    }
+    cfg->ids_auto = strcmp(cfg->es_ids, "auto") == 0;
+    if (cfg->es_key_file && !cfg->es_cert_file) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_KEY_FILE is set but TRACKPIXEL_ES_CERT_FILE is not");
+        return -1;
+    }
     if (check_lists(cfg, err, errlen) < 0)
         return -1;
     cfg->signing = cfg->access_key_id && cfg->secret_access_key && cfg->region;
+    if (check_auth(cfg, err, errlen) < 0)
+        return -1;
     return load_privacy(cfg, err, errlen);
+}
+
+/* The first line of the file at path (a secret: never shown), into *dst,
+ * for the variable name; -1 with err set. */
+static int read_secret_file(const char *name, const char *path, char **dst,
+                            char *err, size_t errlen)
+{
+    char buf[TP_CONFIG_SECRET_FILE_MAX + 1];
+    ssize_t n;
+    size_t len;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), rc = -1;
+
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", name, path, strerror(errno));
+        return -1;
+    }
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", name, path, strerror(errno));
+        goto done;
+    }
+    buf[n] = '\0';
+    len = strcspn(buf, "\r\n");
+    if ((size_t)n == sizeof(buf) - 1 && len == (size_t)n) {
+        snprintf(err, errlen, "%s: %s: the first line is longer than %d bytes", name, path,
+                 TP_CONFIG_SECRET_FILE_MAX - 1);
+        goto done;
+    }
+    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    if (len == 0) {
+        snprintf(err, errlen, "%s: %s: the first line is empty", name, path);
+        goto done;
+    }
+    free(*dst);
+    *dst = strndup(buf, len);
+    if (!*dst) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/* The secrets given as files: each one instead of its variable, not both. */
+static int load_secret_files(tp_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->es_api_key_file && cfg->es_api_key) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_API_KEY and TRACKPIXEL_ES_API_KEY_FILE are both "
+                 "set: keep one");
+        return -1;
+    }
+    if (cfg->es_password_file && cfg->es_password) {
+        snprintf(err, errlen, "TRACKPIXEL_ES_PASSWORD and TRACKPIXEL_ES_PASSWORD_FILE are both "
+                 "set: keep one");
+        return -1;
+    }
+    if (cfg->es_api_key_file && read_secret_file("TRACKPIXEL_ES_API_KEY_FILE",
+                                                 cfg->es_api_key_file, &cfg->es_api_key,
+                                                 err, errlen) < 0)
+        return -1;
+    if (cfg->es_password_file && read_secret_file("TRACKPIXEL_ES_PASSWORD_FILE",
+                                                  cfg->es_password_file, &cfg->es_password,
+                                                  err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* The configuration file under envp into cfg->env (and cfg->file). */
+static int load_file(tp_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    const char *path = tp_env_get(envp, "TRACKPIXEL_CONFIG");
+    tp_conffile *cf = calloc(1, sizeof(*cf));
+    mode_t mode;
+
+    cfg->file = cf;
+    if (!cf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (path && *path && tp_conffile_read(path, 0, cf, &mode, cfg->config_warning,
+                                          sizeof(cfg->config_warning), err, errlen) < 0)
+        return -1;
+    if (!path && tp_conffile_read(TP_CONFIG_DEFAULT_PATH, 1, cf, &mode, cfg->config_warning,
+                                  sizeof(cfg->config_warning), err, errlen) < 0)
+        return -1;
+    cfg->env = tp_conffile_merge(envp, cf);
+    if (!cfg->env) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
@@ -331,6 +523,8 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
     size_t i, n = sizeof(vars) / sizeof(vars[0]);
 
     memset(cfg, 0, sizeof(*cfg));
+    if (load_file(cfg, envp, err, errlen) < 0)
+        return -1;
     for (i = 0; i < n; i++) {
         const tp_config_var *v = &vars[i];
         const char *val;
@@ -338,11 +532,11 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
         int r;
 
         if (v->kind == TP_CONF_PREFIX) {
-            if (load_stage_vars(cfg, envp, err, errlen) < 0)
+            if (load_stage_vars(cfg, cfg->env, err, errlen) < 0)
                 return -1;
             continue;
         }
-        val = tp_env_get(envp, v->name);
+        val = tp_env_get(cfg->env, v->name);
         if (val && !*val && v->def == NULL)
             val = NULL;                  /* VAR= counts as unset */
         if (!val)
@@ -354,6 +548,12 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
         if (r < 0)
             return -1;
     }
+    if (!((tp_conffile *)cfg->file)->env) {
+        free(cfg->config_path);          /* no file was read */
+        cfg->config_path = NULL;
+    }
+    if (load_secret_files(cfg, err, errlen) < 0)
+        return -1;
     return check_config(cfg, err, errlen);
 }
 
@@ -370,6 +570,11 @@ void tp_config_free(tp_config *cfg)
     for (i = 0; i < cfg->nstage_vars; i++) {
         free(cfg->stage_vars[i].name);
         free(cfg->stage_vars[i].value);
+    }
+    free(cfg->env);
+    if (cfg->file) {
+        tp_conffile_free(cfg->file);
+        free(cfg->file);
     }
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -5,7 +5,9 @@
  * redirect documents.
  *
  * One table (tp_config_vars) names every variable with its default and help
- * text; it drives parsing, --help, --check and the man page test.
+ * text; it drives parsing, --help, --check and the man page test.  The
+ * configuration file (TRACKPIXEL_CONFIG, tp_conffile) is merged under the
+ * environment first, so the same table reads it: the environment wins.
  *
  * Ownership: tp_config_load() fills a caller-owned tp_config whose strings
  * are malloc'd; tp_config_free() frees them.
@@ -16,6 +18,13 @@
 #include <stddef.h>
 
 #define TP_CONFIG_MAX_STAGE_VARS 64
+
+/* $(sysconfdir)/trackpixel/trackpixel.conf, from the build. */
+#ifndef TP_CONFIG_DEFAULT_PATH
+#define TP_CONFIG_DEFAULT_PATH "/etc/trackpixel/trackpixel.conf"
+#endif
+/* The largest secret read from a *_FILE variable, bytes. */
+#define TP_CONFIG_SECRET_FILE_MAX 4096
 
 typedef enum tp_config_kind {
     TP_CONF_STRING,
@@ -35,6 +44,18 @@ typedef struct tp_config_var {
     const char *help;       /* one line for --help and the man page   */
 } tp_config_var;
 
+/* How requests to the cluster authenticate: at most one per configuration. */
+typedef enum tp_config_auth {
+    TP_AUTH_NONE,
+    TP_AUTH_AWS,          /* SigV4                                        */
+    TP_AUTH_API_KEY,      /* Authorization: ApiKey                        */
+    TP_AUTH_BASIC,        /* TRACKPIXEL_ES_USER + password                */
+    TP_AUTH_URL_BASIC     /* user:password@ in TRACKPIXEL_ES_URL          */
+} tp_config_auth;
+
+/* The auth mode in words, for --check ("AWS SigV4", "API key", ...). */
+const char *tp_config_auth_name(tp_config_auth auth);
+
 typedef struct tp_stage_var {
     char *name;
     char *value;
@@ -53,6 +74,31 @@ typedef struct tp_config {
     int signing;                   /* credentials and region present */
     long connect_timeout_ms;
     long timeout_ms;
+
+    /* The configuration file actually read (NULL: none), and a warning
+     * about it for the caller to log at start ("" when none). */
+    char *config_path;
+    char config_warning[512];
+    /* The environment over the file (tp_conffile_merge): what was parsed,
+     * for modules that read more variables (the AWS credential chain).
+     * Owned (the array, and the file's strings); the environment's strings
+     * are borrowed from the envp given to tp_config_load(). */
+    char **env;
+    void *file;                    /* the tp_conffile behind env        */
+
+    /* Elasticsearch's own authentication and TLS. */
+    char *es_api_key;              /* the value, from the variable or its file */
+    char *es_api_key_file;
+    char *es_user;
+    char *es_password;             /* the value, from the variable or its file */
+    char *es_password_file;
+    char *es_ca_file;
+    char *es_cert_file;
+    char *es_key_file;
+    tp_config_auth auth;
+    char *es_ids;                  /* "request-id" or "auto"            */
+    int ids_auto;                  /* documents created without _id     */
+
     char *output;                  /* the embedded default's file */
 
     /* Durability (with a cluster): "" spool_dir means no journal. */
@@ -98,10 +144,13 @@ typedef struct tp_config {
 const tp_config_var *tp_config_vars(size_t *n);
 
 /*
- * Read the configuration from envp (NAME=value strings, NULL-terminated).
+ * Read the configuration from envp (NAME=value strings, NULL-terminated)
+ * over the configuration file: TRACKPIXEL_CONFIG from envp, else
+ * TP_CONFIG_DEFAULT_PATH when that file exists ("" : no file).  The
+ * *_FILE variables are read here (a secret's file: its first line).
  * Returns 0, or -1 with one line in err naming the variable at fault (and
  * never its value when the variable is secret).  Call tp_config_free()
- * either way.
+ * either way.  envp must outlive cfg (cfg->env borrows its strings).
  */
 int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen);
 

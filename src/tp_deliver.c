@@ -351,8 +351,8 @@ static int memq_push(tp_deliver *d, memq *q, const tp_entry *e)
 
     if (q->n == MEMQ_MAX_ENTRIES || (long)before > MEMQ_MAX_BYTES)
         return -1;
-    if (tp_spool_bulk_pair(&q->body, d->cfg->es_index, d->cfg->es_type, e->id, e->doc,
-                           e->len) < 0) {
+    if (tp_spool_bulk_pair(&q->body, d->cfg->es_index, d->cfg->es_type,
+                           d->cfg->ids_auto ? NULL : e->id, e->doc, e->len) < 0) {
         tp_buf_free(&q->body);     /* out of memory: what it held is gone */
         q->n = 0;
         return -1;
@@ -735,7 +735,8 @@ int tp_deliver_record(tp_deliver *d, tp_entry *e)
                        "hit %s dropped, %lu dropped so far", cfg->spool_dir, cfg->spool_max_mb,
                        e->id, n);
         rc = -1;
-    } else if (tp_journal_append(d->journal, cfg->es_index, cfg->es_type, e->id, e->doc, e->len,
+    } else if (tp_journal_append(d->journal, cfg->es_index, cfg->es_type,
+                                 cfg->ids_auto ? NULL : e->id, e->doc, e->len,
                                  &e->start, &e->end, err, sizeof(err)) < 0) {
         unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_JOURNAL_ERRORS], 1) + 1;
         tp_log_limited(&d->journal_log, now, "journal append failed (%lu so far), hit %s "

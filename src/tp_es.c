@@ -2,6 +2,7 @@
 #include "tp_es.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -12,8 +13,11 @@
 #include "tp_sigv4.h"
 
 /* The secret key, the session token, the URL's password and the Basic
- * credentials it makes. */
-#define TP_ES_SECRETS 4
+ * credentials it makes, the API key, TRACKPIXEL_ES_PASSWORD and its Basic
+ * credentials. */
+#define TP_ES_SECRETS 7
+/* The longest Authorization: ApiKey value, NUL included. */
+#define API_KEY_MAX 1024
 /* What a bad answer shows of itself in err. */
 #define ANSWER_SHOWN 200
 
@@ -33,6 +37,7 @@ struct tp_es {
     char *secrets[TP_ES_SECRETS];  /* scrubbed from what comes back      */
     size_t nsecrets;
     tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
+    char *api_key_header;      /* "ApiKey <key>", or NULL              */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -158,15 +163,36 @@ static int add_secret(tp_es *es, const char *value)
     return 0;
 }
 
+/* The Basic credentials curl makes of user and pass (base64 of
+ * user:password), as a secret. */
+static int add_basic_secret(tp_es *es, const char *user, const char *pass)
+{
+    size_t n = strlen(user ? user : "") + 1 + strlen(pass ? pass : "");
+    char *plain = malloc(n + 1);
+    unsigned char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    int rc = -1;
+
+    if (!plain || !b64)
+        goto done;
+    snprintf(plain, n + 1, "%s:%s", user ? user : "", pass ? pass : "");
+    EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)n);
+    rc = add_secret(es, (const char *)b64);
+    explicit_bzero(plain, n);
+done:
+    free(plain);
+    free(b64);
+    return rc;
+}
+
 /* What must never come back out of us, even when an intermediary echoes our
  * request headers: the secret key, the session token, the URL's password
- * and the Basic credentials (base64 of user:password) curl makes of it. */
+ * and the Basic credentials (base64 of user:password) curl makes of it, the
+ * API key, TRACKPIXEL_ES_PASSWORD and its Basic credentials. */
 static int collect_secrets(tp_es *es, char *err, size_t errlen)
 {
     const tp_config *cfg = es->cfg;
     CURLU *u = curl_url();
-    char *user = NULL, *pass = NULL, *plain = NULL;
-    unsigned char *b64 = NULL;
+    char *user = NULL, *pass = NULL;
     int rc = -1;
 
     if (!u || curl_url_set(u, CURLUPART_URL, cfg->es_url, 0) != CURLUE_OK)
@@ -174,19 +200,13 @@ static int collect_secrets(tp_es *es, char *err, size_t errlen)
     curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
     curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE);
     if (add_secret(es, cfg->secret_access_key) < 0 || add_secret(es, cfg->session_token) < 0 ||
-        add_secret(es, pass) < 0)
+        add_secret(es, pass) < 0 || add_secret(es, cfg->es_api_key) < 0 ||
+        add_secret(es, cfg->es_password) < 0)
         goto oom;
-    if (user || pass) {
-        size_t n = strlen(user ? user : "") + 1 + strlen(pass ? pass : "");
-        plain = malloc(n + 1);
-        b64 = malloc(4 * ((n + 2) / 3) + 1);
-        if (!plain || !b64)
-            goto oom;
-        snprintf(plain, n + 1, "%s:%s", user ? user : "", pass ? pass : "");
-        EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)n);
-        if (add_secret(es, (const char *)b64) < 0)
-            goto oom;
-    }
+    if ((user || pass) && add_basic_secret(es, user, pass) < 0)
+        goto oom;
+    if (cfg->es_user && add_basic_secret(es, cfg->es_user, cfg->es_password) < 0)
+        goto oom;
     rc = 0;
     goto done;
 oom:
@@ -194,10 +214,73 @@ oom:
 done:
     curl_free(user);
     curl_free(pass);
-    free(plain);
-    free(b64);
     curl_url_cleanup(u);
     return rc;
+}
+
+/* A file the configuration names must be readable now: a start error is
+ * clearer than a failure at the first hit. */
+static int readable(const char *name, const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+
+    if (!path)
+        return 0;
+    f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", name, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Authentication and TLS beyond SigV4: the API key header, basic auth of
+ * TRACKPIXEL_ES_USER, the CA bundle and the client certificate.
+ * Certificates and host names are always verified. */
+static int setup_auth_tls(tp_es *es, char *err, size_t errlen)
+{
+    const tp_config *cfg = es->cfg;
+    CURL *c = es->curl;
+
+    if (readable("TRACKPIXEL_ES_CA_FILE", cfg->es_ca_file, err, errlen) < 0 ||
+        readable("TRACKPIXEL_ES_CERT_FILE", cfg->es_cert_file, err, errlen) < 0 ||
+        readable("TRACKPIXEL_ES_KEY_FILE", cfg->es_key_file, err, errlen) < 0)
+        return -1;
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->es_ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->es_ca_file);
+    if (cfg->es_cert_file) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->es_cert_file);
+        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->es_key_file ? cfg->es_key_file
+                                                             : cfg->es_cert_file);
+        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (cfg->auth == TP_AUTH_BASIC) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, cfg->es_user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, cfg->es_password);
+    }
+    if (cfg->auth == TP_AUTH_API_KEY) {
+        size_t n = strlen("ApiKey ") + strlen(cfg->es_api_key) + 1, i;
+        for (i = 0; cfg->es_api_key[i]; i++)
+            if ((unsigned char)cfg->es_api_key[i] <= ' ' || cfg->es_api_key[i] == 0x7f)
+                break;
+        if (cfg->es_api_key[i] || n > API_KEY_MAX) {
+            snprintf(err, errlen, "TRACKPIXEL_ES_API_KEY: not an API key (at most %d printable "
+                     "characters, no spaces)", API_KEY_MAX - 8);
+            return -1;
+        }
+        es->api_key_header = malloc(n);
+        if (!es->api_key_header) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        snprintf(es->api_key_header, n, "ApiKey %s", cfg->es_api_key);
+    }
+    return 0;
 }
 
 tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
@@ -226,8 +309,8 @@ tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
     curl_easy_setopt(es->curl, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
     curl_easy_setopt(es->curl, CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
     curl_easy_setopt(es->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(es->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(es->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (setup_auth_tls(es, err, errlen) < 0)
+        goto fail;
     curl_easy_setopt(es->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(es->curl, CURLOPT_WRITEDATA, es);
     curl_easy_setopt(es->curl, CURLOPT_ERRORBUFFER, es->curl_err);
@@ -252,6 +335,7 @@ void tp_es_free(tp_es *es)
     free(es->host_header);
     free(es->url);
     free(es->answer);
+    free(es->api_key_header);
     for (size_t i = 0; i < es->nsecrets; i++)
         free(es->secrets[i]);
     free(es);
@@ -433,6 +517,8 @@ static int make_headers(tp_es *es, const char *method, const char *full_path,
         (content_type && add_header(headers, "Content-Type", content_type) < 0) ||
         add_header(headers, "Expect", "") < 0)
         goto oom;
+    if (es->api_key_header && add_header(headers, "Authorization", es->api_key_header) < 0)
+        goto oom;
     if (cfg->signing) {
         tp_sigv4_header sh[2] = { { "Host", es->host_header }, { "Content-Type", content_type } };
         tp_sigv4_request req = { method, full_path, query, sh, content_type ? 2 : 1,
@@ -594,7 +680,11 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
     tp_es_result r;
     int n;
 
-    if (cfg->es_type)
+    if (cfg->ids_auto && cfg->es_type)
+        n = snprintf(path, sizeof(path), "/%s/%s", cfg->es_index, cfg->es_type);
+    else if (cfg->ids_auto)
+        n = snprintf(path, sizeof(path), "/%s/_doc", cfg->es_index);
+    else if (cfg->es_type)
         n = snprintf(path, sizeof(path), "/%s/%s/%s", cfg->es_index, cfg->es_type, id);
     else
         n = snprintf(path, sizeof(path), "/%s/_create/%s", cfg->es_index, id);
@@ -603,7 +693,7 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
         *status = 0;
         return TP_ES_REJECT;
     }
-    r = tp_es_request(es, "POST", path, cfg->es_type ? "op_type=create" : NULL,
+    r = tp_es_request(es, "POST", path, cfg->es_type && !cfg->ids_auto ? "op_type=create" : NULL,
                       "application/json", doc, len, now, status, err, errlen);
     if (r == TP_ES_OK && !is_create_answer(es, *status)) {
         answer_start(es, shown, sizeof(shown));

@@ -2,7 +2,10 @@
  * tp_es - the Elasticsearch client: one libcurl easy handle per worker,
  * kept for the worker's life so the connection (and TLS session) is reused
  * hit after hit; requests signed with SigV4 when the configuration has
- * credentials and a region.
+ * credentials and a region, or carrying an API key or basic auth.  TLS
+ * certificates and host names are always verified (with
+ * TRACKPIXEL_ES_CA_FILE when set); a failure is a TP_ES_RETRY whose err
+ * has libcurl's reason.
  *
  * The client only classifies an answer (ok / retry later / rejected); what
  * to do about it is the caller's policy.  It never logs: a failure comes back
@@ -46,7 +49,9 @@ void tp_es_free(tp_es *es);
 
 /*
  * Create one document under id: POST {url}/{index}/_create/{id}, or with a
- * type POST {url}/{index}/{type}/{id}?op_type=create.  now is the signing
+ * type POST {url}/{index}/{type}/{id}?op_type=create; with ids_auto
+ * (TRACKPIXEL_ES_IDS=auto) id is not used and the cluster picks one:
+ * POST {url}/{index}/_doc, or {url}/{index}/{type}.  now is the signing
  * time.  *status gets the HTTP status (0 when there was no answer).
  * TP_ES_OK only for what Elasticsearch answers to a create: 201 with
  * "result":"created", or 409 version_conflict_engine_exception (a retry of
@@ -64,7 +69,8 @@ tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len
  * what went wrong (for a 3xx, where it pointed).  Anything the cluster (or
  * a proxy before it) sends back is scrubbed of the configured secrets
  * (secret key, session token, the URL's password, its Basic credentials)
- * before it reaches the answer or err: they read "[hidden]".
+ * before it reaches the answer or err: they read "[hidden]"; so are the
+ * API key, TRACKPIXEL_ES_PASSWORD and its Basic credentials.
  */
 #define TP_ES_MAX_ANSWER (1024 * 1024)
 tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,

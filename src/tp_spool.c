@@ -181,7 +181,7 @@ done:
 int tp_spool_bulk_pair(tp_buf *out, const char *index, const char *type, const char *id,
                        const char *doc, size_t doc_len)
 {
-    size_t ilen = strlen(index), tlen = type ? strlen(type) : 0, idlen = strlen(id);
+    size_t ilen = strlen(index), tlen = type ? strlen(type) : 0, idlen = id ? strlen(id) : 0;
 
     /* At most 6 bytes a character escaped, and the keys. */
     tp_buf_reserve(out, 6 * (ilen + tlen + idlen) + doc_len + 64);
@@ -191,8 +191,10 @@ int tp_spool_bulk_pair(tp_buf *out, const char *index, const char *type, const c
         tp_buf_put(out, TP_LIT(",\"_type\":"));
         tp_json_string(out, type, tlen);
     }
-    tp_buf_put(out, TP_LIT(",\"_id\":"));
-    tp_json_string(out, id, idlen);
+    if (id) {
+        tp_buf_put(out, TP_LIT(",\"_id\":"));
+        tp_json_string(out, id, idlen);
+    }
     tp_buf_put(out, TP_LIT("}}\n"));
     tp_buf_put(out, doc, doc_len);
     tp_buf_put(out, "\n", 1);

@@ -69,7 +69,8 @@ int tp_spool_destination(const char *es_url, const char *index, const char *type
 
 /* Append the _bulk pair for one document to out: the action line
  * {"create":{"_index":...[,"_type":...],"_id":...}}, a newline, the
- * document (doc_len bytes), a newline.  type may be NULL.  Returns 0, or
+ * document (doc_len bytes), a newline.  type may be NULL; id NULL: no
+ * _id (the cluster picks one, TRACKPIXEL_ES_IDS=auto).  Returns 0, or
  * -1 when out ran out of memory (out->oom). */
 int tp_spool_bulk_pair(tp_buf *out, const char *index, const char *type, const char *id,
                        const char *doc, size_t doc_len);

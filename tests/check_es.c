@@ -67,6 +67,10 @@ static void *serve(void *arg)
     return NULL;
 }
 
+/* Set by a test to change the configuration before the client is made
+ * (auth other than SigV4); NULL: SigV4 with the example keys. */
+static void (*tweak_config)(tp_config *cfg);
+
 /* A client for a canned server; url_extra goes before the host ("" or
  * "user:pass@"). */
 static tp_es *client(canned *c, tp_config *cfg, char *url, size_t urlcap, const char *userinfo)
@@ -96,6 +100,8 @@ static tp_es *client(canned *c, tp_config *cfg, char *url, size_t urlcap, const 
     cfg->signing = 1;
     cfg->connect_timeout_ms = 2000;
     cfg->timeout_ms = 5000;
+    if (tweak_config)
+        tweak_config(cfg);
     es = tp_es_new(cfg, err, sizeof(err));
     ck_assert_msg(es != NULL, "%s", err);
     return es;
@@ -145,6 +151,17 @@ static tp_es_result run(const char *status_line, const char *headers, const char
     tp_es_free(es);
     return r;
 }
+
+/* A _bulk answer as Elasticsearch 7.10 writes it without filter_path. */
+#define BULK_FULL \
+    "{\"took\":3,\"errors\":true,\"items\":[" \
+    "{\"create\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":\"a\",\"_version\":1," \
+    "\"result\":\"created\",\"_shards\":{\"total\":2,\"successful\":1,\"failed\":0}," \
+    "\"_seq_no\":0,\"_primary_term\":1,\"status\":201}}," \
+    "{\"create\":{\"_index\":\"events\",\"_type\":\"_doc\",\"_id\":\"b\",\"status\":409," \
+    "\"error\":{\"type\":\"version_conflict_engine_exception\",\"reason\":\"[b]: version " \
+    "conflict, document already exists (current version [1])\",\"index_uuid\":\"x1\"," \
+    "\"shard\":\"0\",\"index\":\"events\"}}}]}"
 
 typedef struct answer_case {
     const char *name;
@@ -205,6 +222,9 @@ static const answer_case answers[] = {
       TP_ES_RETRY, 302, "redirect to http://127.0.0.1:1/login", 0 },
     { "bulk_413", "413 Request Entity Too Large", "", "<html>too large</html>", 2, TP_ES_REJECT,
       413, "HTTP 413", 0 },
+    /* Amazon OpenSearch Service ignores URL parameters on signed POSTs:
+     * filter_path may be ignored, and the whole answer comes back. */
+    { "bulk_full_unfiltered", "200 OK", "", BULK_FULL, 2, TP_ES_OK, 200, NULL, 2 },
 };
 
 START_TEST(answer_is_classified)
@@ -275,6 +295,97 @@ START_TEST(secrets_are_scrubbed)
 }
 END_TEST
 
+START_TEST(bulk_full_answer_items)
+{
+    items_seen seen;
+    canned c;
+    long status = 0;
+    char err[512];
+
+    memset(&seen, 0, sizeof(seen));
+    ck_assert_int_eq(run("200 OK", "", BULK_FULL, 2, &status, err, sizeof(err), &seen, "", &c),
+                     TP_ES_OK);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_int_eq(seen.status[0], 201);
+    ck_assert_str_eq(seen.reason[0], "");
+    ck_assert_int_eq(seen.status[1], 409);
+    ck_assert_str_eq(seen.reason[1], "version_conflict_engine_exception: [b]: version conflict, "
+                     "document already exists (current version [1])");
+}
+END_TEST
+
+#define API_KEY "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+#define ES_PASSWORD "pw-Variable7"
+/* base64 of elastic:pw-Variable7 */
+#define ES_BASIC "ZWxhc3RpYzpwdy1WYXJpYWJsZTc="
+
+static void api_key_config(tp_config *cfg)
+{
+    cfg->signing = 0;
+    cfg->access_key_id = cfg->secret_access_key = cfg->session_token = NULL;
+    cfg->es_api_key = API_KEY;
+    cfg->auth = TP_AUTH_API_KEY;
+}
+
+static void basic_config(tp_config *cfg)
+{
+    cfg->signing = 0;
+    cfg->access_key_id = cfg->secret_access_key = cfg->session_token = NULL;
+    cfg->es_user = "elastic";
+    cfg->es_password = ES_PASSWORD;
+    cfg->auth = TP_AUTH_BASIC;
+}
+
+static void ids_auto_config(tp_config *cfg)
+{
+    cfg->ids_auto = 1;
+}
+
+/* The API key and basic auth of TRACKPIXEL_ES_USER: sent as Elasticsearch
+ * expects them, and scrubbed from what comes back. */
+START_TEST(api_key_and_basic_sent_and_scrubbed)
+{
+    static const char echo_key[] = "{\"error\":\"echo ApiKey " API_KEY "\"}";
+    static const char echo_basic[] = "{\"error\":\"echo " ES_PASSWORD " " ES_BASIC "\"}";
+    items_seen seen;
+    canned c;
+    long status = 0;
+    char err[512];
+
+    memset(&seen, 0, sizeof(seen));
+    tweak_config = api_key_config;
+    ck_assert_int_eq(run("401 Unauthorized", "", echo_key, 0, &status, err, sizeof(err), &seen,
+                         "", &c), TP_ES_RETRY);
+    ck_assert_ptr_nonnull(strstr(c.request, "\r\nAuthorization: ApiKey " API_KEY "\r\n"));
+    ck_assert_ptr_null(strstr(c.request, "X-Amz-Date"));
+    ck_assert_str_eq(err, "HTTP 401: echo ApiKey [hidden]");
+
+    tweak_config = basic_config;
+    ck_assert_int_eq(run("401 Unauthorized", "", echo_basic, 0, &status, err, sizeof(err), &seen,
+                         "", &c), TP_ES_RETRY);
+    ck_assert_ptr_nonnull(strstr(c.request, "\r\nAuthorization: Basic " ES_BASIC "\r\n"));
+    ck_assert_str_eq(err, "HTTP 401: echo [hidden] [hidden]");
+    tweak_config = NULL;
+}
+END_TEST
+
+/* TRACKPIXEL_ES_IDS=auto: POST /{index}/_doc, no id in the path. */
+START_TEST(ids_auto_path)
+{
+    items_seen seen;
+    canned c;
+    long status = 0;
+    char err[512];
+
+    memset(&seen, 0, sizeof(seen));
+    tweak_config = ids_auto_config;
+    ck_assert_int_eq(run("201 Created", "", "{\"_id\":\"Xy1\",\"result\":\"created\"}", 0,
+                         &status, err, sizeof(err), &seen, "", &c), TP_ES_OK);
+    tweak_config = NULL;
+    ck_assert_int_eq(strncmp(c.request, "POST /events/_doc HTTP/1.1\r\n", 28), 0);
+}
+END_TEST
+
 START_TEST(classify_table)
 {
     static const struct { long status; tp_es_result want; } t[] = {
@@ -302,6 +413,9 @@ static Suite *es_suite(void)
     tcase_add_test(tc, bulk_items_in_order);
     tcase_add_test(tc, secrets_are_scrubbed);
     tcase_add_test(tc, classify_table);
+    tcase_add_test(tc, bulk_full_answer_items);
+    tcase_add_test(tc, api_key_and_basic_sent_and_scrubbed);
+    tcase_add_test(tc, ids_auto_path);
     suite_add_tcase(s, tc);
     return s;
 }

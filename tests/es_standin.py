@@ -11,11 +11,22 @@ Run it with Debian's python3 (it has python3-botocore):
     /usr/bin/python3 tests/es_standin.py --port 0 --port-file FILE
         [--region us-east-1] [--service es]
         [--access-key AK --secret-key SK] [--session-token TOKEN]
-        [--require-signature] [--basic-user U --basic-password P] [--verbose]
+        [--require-signature] [--basic-user U --basic-password P] [--api-key KEY]
+        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--aoss-time-series]
+        [--verbose]
 
-It binds 127.0.0.1 only.  --secret-key, --session-token and --basic-password
-may instead come from ES_STANDIN_SECRET_KEY, ES_STANDIN_SESSION_TOKEN and
-ES_STANDIN_BASIC_PASSWORD so they stay out of `ps`.  Nothing secret is ever
+It binds 127.0.0.1 only.  --secret-key, --session-token, --basic-password and
+--api-key may instead come from ES_STANDIN_SECRET_KEY, ES_STANDIN_SESSION_TOKEN,
+ES_STANDIN_BASIC_PASSWORD and ES_STANDIN_API_KEY so they stay out of `ps`.
+
+Elasticsearch 8's security: --basic-user/--basic-password and --api-key (the
+encoded value, `Authorization: ApiKey <value>`) are the accepted credentials
+(either one; 401 security_exception otherwise, as Elasticsearch answers);
+--tls-cert/--tls-key serve HTTPS (Python's ssl module, OpenSSL), and
+--tls-client-ca requires a client certificate issued by that CA.
+--aoss-time-series answers as an OpenSearch Serverless time-series
+collection: no GET / (404), and a create with an _id (_create/{id}, a _bulk
+create with _id) is refused with 400.  Nothing secret is ever
 printed or returned: no keys, tokens, Authorization values or signatures.
 
 Elasticsearch APIs (7.x paths; the typed 6.x forms too):
@@ -45,6 +56,8 @@ Control API (never signed, never recorded, never faulted):
         fail_items: int   in _bulk, answer the first N items 429 es_rejected_execution_exception
         reject_items: int in _bulk, answer the first N items 400 mapper_parsing_exception
                           (as a mapping conflict is: that document is refused for good)
+        ignore_filter_path: bool  answer in full whatever filter_path says (as
+                          Amazon OpenSearch Service does on signed POSTs)
         count: int        apply the mode to the next N non-control requests only
                           (absent: until changed)
 
@@ -67,6 +80,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -697,10 +711,25 @@ def _AllHeadersSigV4(*args):
 
 
 def check_basic(cfg, headers, raw_path):
-    """Returns (ok, fail) for --basic-user; fail is (status, body, extra headers)."""
+    """Returns (ok, fail) for --basic-user and --api-key; fail is (status,
+    body, extra headers): Elasticsearch 8's 401 answers."""
     auths = [v for k, v in headers if k.lower() == "authorization"]
     user = None
-    if len(auths) == 1 and auths[0].strip()[:6].lower() == "basic ":
+    challenges = [("WWW-Authenticate", 'Basic realm="security" charset="UTF-8"'),
+                  ("WWW-Authenticate", "ApiKey")]
+    if len(auths) == 1 and auths[0].strip()[:7].lower() == "apikey ":
+        if cfg.api_key is not None and hmac.compare_digest(
+                auths[0].strip()[7:].strip().encode(), cfg.api_key.encode()):
+            return True, None
+        reason = ("unable to authenticate with provided credentials and anonymous access is "
+                  "not allowed for this request")
+        err = EsError(401, "security_exception", reason,
+                      {"additional_unsuccessful_credentials": "API key: invalid ApiKey value",
+                       "header": {"WWW-Authenticate": [v for _, v in challenges]}})
+        return False, (401, err.body(), challenges)
+    if cfg.basic_user is None:
+        user = None
+    elif len(auths) == 1 and auths[0].strip()[:6].lower() == "basic ":
         try:
             user, _, password = base64.b64decode(auths[0].strip()[6:].strip(), validate=True) \
                 .decode("utf-8").partition(":")
@@ -713,9 +742,38 @@ def check_basic(cfg, headers, raw_path):
         reason = "missing authentication credentials for REST request [%s]" % raw_path
     else:
         reason = "unable to authenticate user [%s] for REST request [%s]" % (user, raw_path)
-    challenge = 'Basic realm="security" charset="UTF-8"'
-    err = EsError(401, "security_exception", reason, {"header": {"WWW-Authenticate": challenge}})
-    return False, (401, err.body(), [("WWW-Authenticate", challenge)])
+    err = EsError(401, "security_exception", reason,
+                  {"header": {"WWW-Authenticate": [v for _, v in challenges]}})
+    return False, (401, err.body(), challenges)
+
+
+def aoss_refusal(segs, method, body):
+    """What an OpenSearch Serverless time-series collection refuses (a
+    Reply), or None: GET / does not exist, and documents get no chosen id."""
+    refused = Reply(400, {"error": {"root_cause": [{
+        "type": "illegal_argument_exception",
+        "reason": "Document ID is not supported in create/index operation request"}],
+        "type": "illegal_argument_exception",
+        "reason": "Document ID is not supported in create/index operation request"},
+        "status": 400}, [])
+    if not segs:
+        return Reply(404, {"error": {"type": "resource_not_found_exception",
+                                     "reason": "no such API on OpenSearch Serverless"},
+                           "status": 404}, [])
+    if len(segs) >= 2 and "_create" in segs:
+        return refused
+    if segs[-1] == "_bulk":
+        for line in body.split(b"\n"):
+            try:
+                meta = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(meta, dict) and len(meta) == 1:
+                inner = next(iter(meta.values()))
+                if isinstance(inner, dict) and "_id" in inner and \
+                        next(iter(meta)) in ("create", "index"):
+                    return refused
+    return None
 
 
 # ---------------------------------------------------- Elasticsearch routing
@@ -1068,6 +1126,8 @@ class Config:
         self.require_signature = args.require_signature
         self.basic_user = args.basic_user
         self.basic_password = args.basic_password
+        self.api_key = args.api_key
+        self.aoss_time_series = args.aoss_time_series
         self.verbose = args.verbose
 
 
@@ -1262,7 +1322,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "fault": [], "closed": False, "basic_ok": None,
         }
         fail = None
-        if cfg.basic_user is not None:
+        if cfg.basic_user is not None or cfg.api_key is not None:
             ok, fail = check_basic(cfg, headers, raw_path)
             entry["basic_ok"] = ok
             sig = verify_sigv4(_NO_KEYS, self.command, raw_path, raw_query, [], body)
@@ -1315,8 +1375,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if mode.get("reject_items"):
                 entry["fault"].append("reject_items")
             try:
-                reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
-                if params.get("filter_path") and isinstance(reply.body, (dict, list)):
+                reply = (aoss_refusal(segs, self.command, body) if cfg.aoss_time_series
+                         else None) or \
+                    handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+                if params.get("filter_path") and isinstance(reply.body, (dict, list)) and \
+                        not mode.get("ignore_filter_path"):
                     # Elasticsearch's own answers only (not the signature
                     # layer's, which is AWS's front end).
                     reply = reply._replace(body=apply_filter_path(reply.body,
@@ -1368,9 +1431,9 @@ def validate_mode(mode):
                 raise ValueError("%s must be an integer in %d..%d" % (key, lo, hi))
             if value or key == "count":
                 out[key] = value
-        elif key == "close":
+        elif key in ("close", "ignore_filter_path"):
             if not isinstance(value, bool):
-                raise ValueError("close must be true or false")
+                raise ValueError("%s must be true or false" % key)
             if value:
                 out[key] = True
         elif key == "body":
@@ -1397,6 +1460,16 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        """A client that fails the TLS handshake (wrong CA, no client
+        certificate) is one line, as a server logs it, not a traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ssl.SSLError):
+            sys.stderr.write("es_standin: TLS with %s:%d failed: %s\n"
+                             % (client_address[0], client_address[1], err.reason or err))
+            return
+        super().handle_error(request, client_address)
+
 
 def write_port_file(path, port):
     tmp = "%s.tmp.%d" % (path, os.getpid())
@@ -1421,12 +1494,24 @@ def main(argv=None):
                     help="403 Missing Authentication Token without an Authorization header")
     ap.add_argument("--basic-user")
     ap.add_argument("--basic-password", help="or ES_STANDIN_BASIC_PASSWORD")
+    ap.add_argument("--api-key", help="or ES_STANDIN_API_KEY")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    ap.add_argument("--tls-client-ca", help="require a client certificate issued by this CA")
+    ap.add_argument("--aoss-time-series", action="store_true",
+                    help="no GET /, no chosen document ids (OpenSearch Serverless)")
     ap.add_argument("--verbose", action="store_true", help="one line per request on stderr")
     args = ap.parse_args(argv)
     env = os.environ
     args.secret_key = args.secret_key or env.get("ES_STANDIN_SECRET_KEY") or None
     args.session_token = args.session_token or env.get("ES_STANDIN_SESSION_TOKEN") or None
     args.basic_password = args.basic_password or env.get("ES_STANDIN_BASIC_PASSWORD") or None
+    args.api_key = args.api_key or env.get("ES_STANDIN_API_KEY") or None
+    if (args.tls_cert is None) != (args.tls_key is None) or \
+            (args.tls_client_ca is not None and args.tls_cert is None):
+        ap.error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    if args.api_key is not None and (args.access_key is not None or args.require_signature):
+        ap.error("API keys and SigV4 both use Authorization: pick one")
     if (args.access_key is None) != (args.secret_key is None):
         ap.error("--access-key and --secret-key go together")
     if args.session_token is not None and args.access_key is None:
@@ -1439,6 +1524,16 @@ def main(argv=None):
         _botocore()                     # fail now, not on the first request
 
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.tls_client_ca)
+        # The handshake happens in the request's thread, at its first read:
+        # a client that fails it never holds up accept().
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     server.cfg = Config(args)
     server.cluster = Cluster()
     port = server.server_address[1]
@@ -1523,7 +1618,9 @@ class Standin:
 
     Options (to the constructor or start()): region, service, access_key,
     secret_key, session_token, require_signature, basic_user, basic_password,
-    verbose, port.  Secrets travel to the child in its environment, not argv.
+    api_key, tls_cert, tls_key, tls_client_ca (HTTPS: url and connection()
+    use https, verified with tls_ca when given), aoss_time_series, verbose,
+    port.  Secrets travel to the child in its environment, not argv.
     """
 
     def __init__(self, **opts):
@@ -1543,7 +1640,8 @@ class Standin:
         argv = [PYTHON, SCRIPT, "--port", str(o.get("port", 0)), "--port-file", port_file,
                 "--region", o.get("region", "us-east-1"), "--service", o.get("service", "es")]
         env = dict(os.environ)
-        for k in ("ES_STANDIN_SECRET_KEY", "ES_STANDIN_SESSION_TOKEN", "ES_STANDIN_BASIC_PASSWORD"):
+        for k in ("ES_STANDIN_SECRET_KEY", "ES_STANDIN_SESSION_TOKEN", "ES_STANDIN_BASIC_PASSWORD",
+                  "ES_STANDIN_API_KEY"):
             env.pop(k, None)
         if o.get("access_key") is not None:
             argv += ["--access-key", o["access_key"]]
@@ -1555,6 +1653,13 @@ class Standin:
         if o.get("basic_user") is not None:
             argv += ["--basic-user", o["basic_user"]]
             env["ES_STANDIN_BASIC_PASSWORD"] = o["basic_password"]
+        if o.get("api_key") is not None:
+            env["ES_STANDIN_API_KEY"] = o["api_key"]
+        for opt in ("tls_cert", "tls_key", "tls_client_ca"):
+            if o.get(opt) is not None:
+                argv += ["--" + opt.replace("_", "-"), o[opt]]
+        if o.get("aoss_time_series"):
+            argv.append("--aoss-time-series")
         if o.get("verbose"):
             argv.append("--verbose")
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
@@ -1622,10 +1727,15 @@ class Standin:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.opts.get("tls_cert") else "http", self.port)
 
     def connection(self, timeout=10):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if not self.opts.get("tls_cert"):
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        ctx = ssl.create_default_context(cafile=self.opts.get("tls_ca"))
+        if self.opts.get("client_cert"):
+            ctx.load_cert_chain(self.opts["client_cert"], self.opts.get("client_key"))
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
 
     # -- control API
     def _control(self, method, path, obj=None):

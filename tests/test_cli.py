@@ -127,7 +127,7 @@ def test_spool_status_destinations_damaged_and_oldest(es):
     with open(damaged, "w") as f:
         for i in (1, 2):
             f.write('{"create":{"_index":"events","_id":"dmg-%d"}}\n{"n":%d}\n' % (i, i))
-    env = dict(AWS_KEYS, TRACKPIXEL_ES_URL=url, TRACKPIXEL_SPOOL_DIR=spool)
+    env = dict(TRACKPIXEL_ES_URL=url, TRACKPIXEL_SPOOL_DIR=spool)
     rc, out, err = run(["--spool-status"], env)
     eq(rc, 0, "exit status (" + err + ")")
     assert "hunter2" not in out + err and "elastic" not in out, out
@@ -141,8 +141,10 @@ def test_spool_status_destinations_damaged_and_oldest(es):
     assert 3600 <= int(m.group(2)) <= 3660, lines[3]
     eq(m.group(3), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(date_ms // 1000)), "oldest")
     eq(lines[4], "damaged: 1 files (%s/damaged.*, send with --replay)" % spool, "damaged")
-    # A damaged file is a _bulk file: --replay sends it.
-    rc, out, err = run(["--replay", damaged], env)
+    # A damaged file is a _bulk file: --replay sends it (signed: one
+    # authentication per configuration, the URL without user:password@).
+    rc, out, err = run(["--replay", damaged], dict(AWS_KEYS, TRACKPIXEL_ES_URL=es.url,
+                                                   TRACKPIXEL_SPOOL_DIR=spool))
     eq((rc, out), (0, "replayed %s: 2 accepted, 0 rejected, 0 not sent, 0 malformed lines\n"
                    % damaged), "--replay")
     got = {d["id"]: d["source"] for d in es.docs()}

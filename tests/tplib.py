@@ -231,6 +231,9 @@ class Worker:
         # unless the test names one.
         self.env.setdefault("TRACKPIXEL_SPOOL_DIR", os.path.join(self.cwd, "spool"))
         self.spool = self.env["TRACKPIXEL_SPOOL_DIR"]
+        # Never the machine's configuration file either, unless the test
+        # names one.
+        self.env.setdefault("TRACKPIXEL_CONFIG", "")
         # The sanitizers' options of the test run reach the worker whatever
         # environment the test gives it.
         for name in SANITIZER_OPTIONS:

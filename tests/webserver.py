@@ -6,17 +6,14 @@ lighttpd/50-trackpixel*.conf.  This module renders those files for a test
 without keeping a copy of them, the way an administrator would edit them:
 
   * well-known default strings are replaced: the install path of the program
-    (/usr/local/sbin), Apache's root-only secrets file, lighttpd's socket,
-    the paths in the ExecStart= of lighttpd/trackpixel.service;
-  * a setting is changed by editing the one line that sets it, commented out
-    or not (`#FcgidInitialEnv AWS_REGION eu-west-1` becomes
-    `FcgidInitialEnv AWS_REGION us-east-1`; `#"AWS_REGION" => "eu-west-1",`
-    becomes `"AWS_REGION" => "us-east-1",`); the system paths the shipped
-    files use (TRACKPIXEL_OUTPUT, TRACKPIXEL_SPOOL_DIR) move into the test's
-    directory that way;
-  * secrets go where an administrator puts them: Apache's in the root-only
-    file the shipped file includes, lighttpd's in lighttpd's environment
-    (systemd's EnvironmentFile= in the shipped drop-in).
+    (/usr/local/sbin), trackpixel's configuration file
+    (/etc/trackpixel/trackpixel.conf, the shipped files' TRACKPIXEL_CONFIG),
+    lighttpd's socket, the paths in the ExecStart= of
+    lighttpd/trackpixel.service;
+  * settings and secrets go where an administrator puts them: in that
+    configuration file (NAME=value lines, owner root, group of the server's
+    user, mode 0640; the test's own user and 0600 when not root), with the
+    output file and the spool moved into the test's directory.
 
 Each substitution must find what it looks for (a line exactly once), so a
 change to a shipped file that the tests do not follow fails loudly
@@ -70,7 +67,7 @@ TAG_VAR = "TP_WEBSERVER_TAG"
 
 # The defaults the shipped files use for what a test must move.
 INSTALL_DIR = "/usr/local/sbin"
-APACHE_SECRETS = "/etc/trackpixel/secrets.conf"
+CONFIG_FILE = "/etc/trackpixel/trackpixel.conf"
 LIGHTTPD_SOCKET = "/run/lighttpd/trackpixel.socket"
 SPAWN_SOCKET = "/run/trackpixel/trackpixel.sock"
 SPAWN_LOG = "/var/log/trackpixel/error.log"
@@ -90,54 +87,24 @@ def replace_all(text, old, new, what):
     return text.replace(old, new)
 
 
-def _edit_line(text, pattern, line, what):
-    found = list(re.finditer(pattern, text, re.M))
-    if len(found) != 1:
-        raise ConfigDrift("%s: %d lines match %r in the shipped configuration, expected 1"
-                          % (what, len(found), pattern))
-    m = found[0]
-    return text[:m.start()] + m.group(1) + line + text[m.end():]
-
-
 def apache_quote(value):
     if value and not re.search(r'[\s"\\]', value):
         return value
     return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def apache_set_env(text, name, value):
-    """Set FcgidInitialEnv name on the one line that sets it (or has it commented out)."""
-    pattern = r"^([ \t]*)#?[ \t]*FcgidInitialEnv[ \t]+%s[ \t].*$" % re.escape(name)
-    return _edit_line(text, pattern, "FcgidInitialEnv %s %s" % (name, apache_quote(value)),
-                      "apache " + name)
-
-
-def lighttpd_quote(value):
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def lighttpd_set_env(text, name, value):
-    """Set "name" => "value", on the one line of the environment list that has it."""
-    pattern = r'^([ \t]*)#?[ \t]*"%s"[ \t]*=>[ \t]*".*",[ \t]*$' % re.escape(name)
-    return _edit_line(text, pattern, '%s => %s,' % (lighttpd_quote(name), lighttpd_quote(value)),
-                      "lighttpd " + name)
-
-
-def render_apache(binary, secrets_path, settings):
-    """apache/trackpixel.conf with the program at binary, the secrets file at
-    secrets_path and each FcgidInitialEnv of settings set."""
+def render_apache(binary, config_path):
+    """apache/trackpixel.conf with the program at binary and trackpixel's
+    configuration file at config_path."""
     if os.path.basename(binary) != "trackpixel":
         raise ValueError("the shipped configuration serves a file named trackpixel")
     with open(APACHE_CONF) as f:
         text = f.read()
     text = replace_all(text, INSTALL_DIR, os.path.dirname(binary), "install directory")
-    text = replace_all(text, APACHE_SECRETS, secrets_path, "secrets file")
-    for name, value in settings.items():
-        text = apache_set_env(text, name, value)
-    return text
+    return replace_all(text, CONFIG_FILE, config_path, "configuration file")
 
 
-def render_lighttpd(binary, socket_path, settings):
+def render_lighttpd(binary, socket_path, config_path):
     """lighttpd/50-trackpixel.conf, the same way."""
     if os.path.basename(binary) != "trackpixel":
         raise ValueError("the shipped configuration runs a file named trackpixel")
@@ -145,9 +112,7 @@ def render_lighttpd(binary, socket_path, settings):
         text = f.read()
     text = replace_all(text, INSTALL_DIR, os.path.dirname(binary), "install directory")
     text = replace_all(text, LIGHTTPD_SOCKET, socket_path, "socket")
-    for name, value in settings.items():
-        text = lighttpd_set_env(text, name, value)
-    return text
+    return replace_all(text, CONFIG_FILE, config_path, "configuration file")
 
 
 def render_lighttpd_socket(socket_path):
@@ -352,6 +317,8 @@ class Server:
         # The shipped files' system paths, moved into the work directory.
         self.settings.setdefault("TRACKPIXEL_OUTPUT", self.output)
         self.settings.setdefault("TRACKPIXEL_SPOOL_DIR", self.spool)
+        # /etc/trackpixel/trackpixel.conf of the shipped files.
+        self.config_path = os.path.join(self.dir, "etc-trackpixel.conf")
         self.exits = {}              # pid -> (comm, "exit N" | "signal N")
         self.known = {}              # pid -> comm, every process of ours seen
         self.ready = set()           # trackpixel pids seen with their SIGTERM handler
@@ -466,12 +433,18 @@ class Server:
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def write_private(self, path, text):
-        """A root-only (0600) file, as the secrets files are meant to be."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def write_config(self):
+        """trackpixel's configuration file, settings and secrets, as
+        apache/README.md and lighttpd/README.md say: readable by the
+        server's user through its group, writable by root only."""
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o600)
+            f.write("# Written by tests/webserver.py\n")
+            for k, v in list(self.settings.items()) + list(self.secrets.items()):
+                f.write("%s=%s\n" % (k, v))
+        if os.geteuid() == 0:
+            os.chown(self.config_path, 0, grp.getgrnam(self.group).gr_gid)
+            os.chmod(self.config_path, 0o640)
 
     def __enter__(self):
         return self.start()
@@ -490,8 +463,7 @@ class Server:
 class Apache(Server):
     """apache2 (event MPM, mod_fcgid) with apache/trackpixel.conf.
 
-    settings: FcgidInitialEnv values set in the shipped file;
-    secrets: FcgidInitialEnv values written to the root-only secrets file.
+    settings, secrets: lines of trackpixel's configuration file.
     """
 
     name = "apache"
@@ -501,7 +473,6 @@ class Apache(Server):
         super().__init__(**kw)
         self.conf_path = os.path.join(self.dir, "apache2.conf")
         self.rendered_path = os.path.join(self.dir, "trackpixel.conf")
-        self.secrets_path = os.path.join(self.dir, "secrets.conf")
         self.error_log_path = os.path.join(self.rundir, "error.log")
         self.pid_file = os.path.join(self.rundir, "apache2.pid")
         self.parent_pid = None
@@ -523,9 +494,8 @@ class Apache(Server):
 
     def render(self):
         with open(self.rendered_path, "w") as f:
-            f.write(render_apache(self.binary, self.secrets_path, self.settings))
-        self.write_private(self.secrets_path, "".join(
-            "FcgidInitialEnv %s %s\n" % (k, apache_quote(v)) for k, v in self.secrets.items()))
+            f.write(render_apache(self.binary, self.config_path))
+        self.write_config()
         htdocs = os.path.join(self.dir, "htdocs")
         os.makedirs(htdocs, exist_ok=True)
         mods = ["mpm_event", "authz_core", "alias", "fcgid"]
@@ -641,11 +611,8 @@ class Lighttpd(Server):
     with lighttpd/50-trackpixel-socket.conf (variant "socket": trackpixel is
     started separately, see SpawnFcgi).
 
-    settings: the "bin-environment" values set in the shipped file;
-    secrets: lighttpd's own environment, as systemd's EnvironmentFile= in
-    lighttpd/lighttpd.service.d-trackpixel.conf gives it (the shipped file
-    passes them on with bin-copy-environment).  lighttpd gets a clean
-    environment otherwise: PATH, the tag and these.
+    settings, secrets: lines of trackpixel's configuration file.  lighttpd
+    gets a clean environment: PATH and the tag.
     """
 
     name = "lighttpd"
@@ -674,7 +641,8 @@ class Lighttpd(Server):
 
     def render(self):
         if self.variant == "spawn":
-            text = render_lighttpd(self.binary, self.socket_path, self.settings)
+            text = render_lighttpd(self.binary, self.socket_path, self.config_path)
+            self.write_config()
         else:
             text = render_lighttpd_socket(self.socket_path)
         with open(self.rendered_path, "w") as f:
@@ -703,7 +671,6 @@ class Lighttpd(Server):
         self.render()
         tplib.watch_log(self.error_log_path)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), TAG_VAR: self.tag}
-        env.update(self.secrets)
         with open(os.path.join(self.dir, "lighttpd.stderr"), "ab") as err:
             self.proc = subprocess.Popen(["lighttpd", "-D", "-f", self.conf_path], env=env,
                                          stdin=subprocess.DEVNULL, stdout=err, stderr=err)
@@ -770,7 +737,8 @@ class SpawnFcgi:
     """trackpixel started by spawn-fcgi on a unix socket with the command
     line of the shipped lighttpd/trackpixel.service (its ExecStart=, paths
     moved; as an ordinary user without the -u/-g/-U/-G options, which need
-    root), env being its whole environment (the unit's EnvironmentFile=)."""
+    root), env being its whole environment (the settings the unit's
+    configuration file gives, as variables)."""
 
     def __init__(self, socket_path, env, workdir, tag=None):
         self.socket_path = socket_path
