@@ -298,6 +298,7 @@ static int deliver_journal(tp_deliver *d, tp_es *es, tp_journal *j, int own)
     off_t upto = tp_journal_size(j), done = tp_journal_done(j);
     size_t limit = d->bulk_limit;
     char err[512];
+    batch_view v;
     tp_batch b;
     sent s;
     long n;
@@ -312,8 +313,11 @@ static int deliver_journal(tp_deliver *d, tp_es *es, tp_journal *j, int own)
     if (n >= 0)
         report_damage(d, j, &b);
     if (n > 0) {
-        batch_view v = { b.body, b.len, n, b.cut };
-        send_view(d, es, &v, limit, &s);
+        v.body = b.body;
+        v.len = b.len;
+        v.n = n;
+        v.cut = b.cut;
+        send_view(d, es, &v, limit, &s);   /* s.v points to v: same scope */
         tp_es_trim(es);            /* a big backlog's answer need not stay */
     }
     pthread_mutex_lock(&d->lock);
