@@ -67,7 +67,11 @@ def hits(worker, n, query="i=%d", body=None, start=0):
         env = pixel_env(QUERY_STRING=query % i)
         if body is not None:
             env.update(REQUEST_METHOD="POST", CONTENT_TYPE="application/json")
-        status, headers, got = cgi_fcgi(worker.port, env, body=body or b"")
+        try:
+            status, headers, got = cgi_fcgi(worker.port, env, body=body or b"")
+        except AssertionError as e:
+            time.sleep(0.5)        # what the worker said, e.g. a sanitizer's report
+            raise AssertionError("%s; the worker's log ends: %r" % (e, worker.stderr()[-2000:]))
         eq((status, headers.get("Content-Length"), got), (200, "60", PIXEL), "pixel %d" % i)
         ids.append(headers["X-Request-Id"])
     return ids

@@ -802,7 +802,8 @@ class SpawnFcgi:
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """What systemd's stop does (KillMode=control-group): the signal to
         every process; then wait.  Returns the pids left."""
-        for pid in self.pids():
+        signalled = self.pids()
+        for pid in signalled:
             try:
                 os.kill(pid, sig)
             except OSError:
@@ -811,7 +812,11 @@ class SpawnFcgi:
         while True:
             reap_orphans(self.exits)
             left = self.pids()
-            if not left or time.monotonic() > deadline:
+            # A process whose environment is gone may not be a zombie yet:
+            # wait until each one signalled is reaped (or gone elsewhere).
+            unreaped = [p for p in signalled if p not in self.exits and os.path.exists(
+                "/proc/%d" % p)]
+            if (not left and not unreaped) or time.monotonic() > deadline:
                 reap_orphans(self.exits)
                 return left
             time.sleep(0.05)
