@@ -253,7 +253,7 @@ static int spool_status(char *const *envp)
         goto done;
     }
     st = malloc(sizeof(*st));          /* 16 KiB of destinations: not on the stack */
-    if (!st || tp_spool_stat_dir(cfg.spool_dir, 1, st, err, sizeof(err)) < 0) {
+    if (!st || tp_spool_stat_dir(cfg.spool_dir, 1, NULL, st, err, sizeof(err)) < 0) {
         fprintf(stderr, "trackpixel: %s\n", st ? err : "out of memory");
         goto done;
     }

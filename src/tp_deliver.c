@@ -479,10 +479,12 @@ static void scan_spool(tp_deliver *d, tp_es *es)
         retry_journal(d);
     tp_spool_each_journal(d->cfg->spool_dir, d->journal ? tp_journal_path(d->journal) : NULL,
                           take_orphan, &o);
-    if (tp_spool_stat_dir(d->cfg->spool_dir, 0, &st, err, sizeof(err)) == 0) {
+    /* Our own journal is left out of the sum: its size is known exactly
+     * under the lock, where a stat() would race the loop's appends. */
+    if (tp_spool_stat_dir(d->cfg->spool_dir, 0, d->journal ? tp_journal_path(d->journal) : NULL,
+                          &st, err, sizeof(err)) == 0) {
         pthread_mutex_lock(&d->lock);
-        d->spool_others = st.total_bytes - (long long)(d->journal ? tp_journal_size(d->journal)
-                                                                  : 0);
+        d->spool_others = st.total_bytes;
         pthread_mutex_unlock(&d->lock);
     }
 }

@@ -1166,7 +1166,7 @@ static int is_orphan(const char *path)
     return free_;
 }
 
-int tp_spool_stat_dir(const char *dir, int count_entries, tp_spool_stat *st,
+int tp_spool_stat_dir(const char *dir, int count_entries, const char *own, tp_spool_stat *st,
                       char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
@@ -1183,7 +1183,7 @@ int tp_spool_stat_dir(const char *dir, int count_entries, tp_spool_stat *st,
 
         if (!path)
             continue;
-        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+        if ((!own || strcmp(path, own) != 0) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
             st->total_bytes += sb.st_size;
         if (is_journal_name(e->d_name)) {
             st->journals++;

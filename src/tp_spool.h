@@ -211,9 +211,11 @@ typedef struct tp_spool_stat {
  * --spool-status: bounded reads, never past what was read); otherwise only
  * sizes (cheap, for the size limit).  TP_SPOOL_STAT_OLDEST: sizes, pending
  * bytes and oldest_ms from the first pending entry of each journal only
- * (cheap enough for a health check; entries and destinations not counted). */
+ * (cheap enough for a health check; entries and destinations not counted).
+ * own (NULL: none) is a path left out of total_bytes: a worker's own
+ * journal, whose size it knows better than a stat() racing its appends. */
 #define TP_SPOOL_STAT_OLDEST 2
-int tp_spool_stat_dir(const char *dir, int count_entries, tp_spool_stat *st,
+int tp_spool_stat_dir(const char *dir, int count_entries, const char *own, tp_spool_stat *st,
                       char *err, size_t errlen);
 
 /* Call fn for each journal path in dir other than own (NULL = all).

@@ -354,7 +354,7 @@ static void look_at_spool(const char *dir, long long max_bytes, time_t now, tp_s
     char err[256];
 
     view->journal = 0;
-    if (tp_spool_stat_dir(dir, TP_SPOOL_STAT_OLDEST, &st, err, sizeof(err)) < 0) {
+    if (tp_spool_stat_dir(dir, TP_SPOOL_STAT_OLDEST, NULL, &st, err, sizeof(err)) < 0) {
         snprintf(view->reason, sizeof(view->reason), "spool not readable: %.120s", err);
         return;
     }

@@ -1013,7 +1013,7 @@ START_TEST(stat_counts_pending_by_destination)
     ck_assert_int_eq(tp_spool_deadletter(dir, "events", "id-1", 400, "r", "{}", 2,
                                          err, sizeof(err)), 0);
 
-    ck_assert_int_eq(tp_spool_stat_dir(dir, 1, st, err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_spool_stat_dir(dir, 1, NULL, st, err, sizeof(err)), 0);
     ck_assert_int_eq(st->journals, 3);
     ck_assert_int_eq(st->orphans, 1);                /* the older one: nobody holds it */
     ck_assert_int_eq(st->entries, 3);
@@ -1040,12 +1040,12 @@ START_TEST(stat_counts_pending_by_destination)
     unlink(path);
     snprintf(path, sizeof(path), "%s/journal.1.old.ndjson", dir);
     unlink(path);
-    ck_assert_int_eq(tp_spool_stat_dir(dir, 1, st, err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_spool_stat_dir(dir, 1, NULL, st, err, sizeof(err)), 0);
     ck_assert_int_eq(st->entries, 1);
     ck_assert_int_eq(st->oldest_ms, 1700000000000LL);
     ck_assert_int_eq(st->damaged_files, 0);
     /* Only sizes: no entries read. */
-    ck_assert_int_eq(tp_spool_stat_dir(dir, 0, st, err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_spool_stat_dir(dir, 0, NULL, st, err, sizeof(err)), 0);
     ck_assert_int_eq(st->journals, 2);
     ck_assert_int_eq(st->entries, 0);
     tp_journal_close(j);
