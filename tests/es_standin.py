@@ -1852,6 +1852,23 @@ class Standin:
     def get_mode(self):
         return self._control("GET", "/_standin/mode")["mode"]
 
+    def safe_template(self, patterns=("*",)):
+        """Install an index template that maps what clients name (params.*,
+        stage-variables, body-json) as one field each, as trackpixel --setup
+        does, for tests that send more names or types than one index's
+        dynamic mapping takes."""
+        flat = "flat_object" if self.opts.get("distribution") == "opensearch" else "flattened"
+        body = {"index_patterns": list(patterns), "priority": 1, "template": {"mappings": {
+            "properties": {
+                "params": {"properties": {k: {"type": flat}
+                                          for k in ("querystring", "header", "path")}},
+                "stage-variables": {"type": flat}, "body-json": {"type": flat}}}}}
+        r = self.request("PUT", "/_index_template/test-safe", json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"},
+                         sign=self.opts.get("access_key") is not None)
+        if r.status != 200:
+            raise StandinError("safe_template: %d %s" % (r.status, r.body[:200]))
+
     # -- Elasticsearch requests
     def sign(self, method, path, body=b"", headers=None, **kw):
         """Headers for a request to path signed with the stand-in's own credentials
