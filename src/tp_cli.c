@@ -23,8 +23,7 @@ static void usage(FILE *f)
     fprintf(f,
         "Usage: trackpixel            serve (FastCGI on the socket on stdin, or one CGI request)\n"
         "       trackpixel --check    print the configuration (secrets masked) and test the cluster\n"
-        "       trackpixel --setup    install the index template, retention policy and user-agent\n"
-        "                             pipeline the cluster needs (idempotent)\n"
+        "       trackpixel --setup    install the cluster's index template, retention, user-agent pipeline\n"
         "       trackpixel --replay FILE  send a journal, _bulk, damaged.* or dead-letter file\n"
         "       trackpixel --spool-status print the backlog in TRACKPIXEL_SPOOL_DIR\n"
         "       trackpixel --help     this text\n"
