@@ -261,6 +261,14 @@ def test_daily_indices_across_midnight():
                 for k in range(8):
                     ids += drive(w.port, hits[5 * k:5 * k + 5])
                     time.sleep(0.5)
+                # The journal names the pattern, not a day: a worker of the
+                # same configuration claims it whatever day it was left on.
+                journals = [f for f in os.listdir(spool)
+                            if f.startswith("journal.") and f.endswith(".ndjson")]
+                eq(len(journals), 1, "one journal")
+                with open(os.path.join(spool, journals[0]), encoding="utf-8") as f:
+                    eq(f.readline(), "#trackpixel-journal 2 %s ev-%%Y.%%m.%%d\n" % es.url,
+                       "the journal's destination")
             finally:
                 time.sleep(0.3)
                 eq(w.stop(), 0, "worker exit status")
