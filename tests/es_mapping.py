@@ -86,6 +86,10 @@ class Flavor:
             types.add("flat_object")
         return types
 
+    def typeless(self):
+        """Answers carry no "_type" (Elasticsearch 8)."""
+        return not self.opensearch and self.version >= (8, 0)
+
     def has_ilm(self):
         return not self.opensearch
 

@@ -1218,6 +1218,16 @@ def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
     return Reply(200, out, [("Warning", TYPES_WARNING)] if typed_any else [])
 
 
+def _untyped(body):
+    """Elasticsearch 8 answers without "_type" (mapping types are gone):
+    https://www.elastic.co/guide/en/elasticsearch/reference/8.0/removal-of-types.html"""
+    body = dict(body)
+    body.pop("_type", None)
+    if isinstance(body.get("items"), list):
+        body["items"] = [{k: _untyped(v) for k, v in it.items()} for it in body["items"]]
+    return body
+
+
 def _token_name(value):
     if isinstance(value, dict):
         return "START_OBJECT"
@@ -1492,6 +1502,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entry["fault"].append("reject_items")
             try:
                 reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+                if cluster.flavor.typeless() and isinstance(reply.body, dict):
+                    reply = reply._replace(body=_untyped(reply.body))
                 if params.get("filter_path") and isinstance(reply.body, (dict, list)):
                     # Elasticsearch's own answers only (not the signature
                     # layer's, which is AWS's front end).

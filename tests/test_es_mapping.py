@@ -272,6 +272,23 @@ def test_apis_per_flavour():
            (400, "No processor type exists with name [user_agent]"), "no user_agent")
 
 
+def test_elasticsearch_8_answers():
+    with Standin(version_number="8.11.0") as es:
+        eq(es.request("GET", "/").json()["version"]["number"], "8.11.0", "GET /")
+        out = post_bulk(es, [({"create": {"_index": "ev", "_id": "1"}}, {"v": 1}),
+                             ({"create": {"_index": "ev", "_id": "2"}}, {"v": "x"})])
+        eq(out["items"][1], {"create": {
+            "_index": "ev", "_id": "2", "status": 400,
+            "error": {"type": "mapper_parsing_exception",
+                      "reason": "failed to parse field [v] of type [long] in document with id "
+                                "'2'. Preview of field's value: 'x'",
+                      "caused_by": {"type": "illegal_argument_exception",
+                                    "reason": 'For input string: "x"'}}}}, "no _type")
+        r = es.request("PUT", "/ev/_create/3", b'{"w":1}',
+                       headers={"Content-Type": "application/json"})
+        eq((r.status, "_type" in r.json()), (201, False), "create")
+
+
 def test_default_pipeline_runs():
     hdr = {"Content-Type": "application/json"}
     with Standin() as es:

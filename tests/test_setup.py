@@ -166,6 +166,24 @@ def test_opensearch_flat_object_accepts_all():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_elasticsearch_8():
+    d = tempfile.mkdtemp(prefix="tp-setup-")
+    spool = os.path.join(d, "spool")
+    try:
+        with Standin(version_number="8.11.0") as es:
+            env = worker_env(es, spool)
+            rc, out, _ = run(["--setup"], env)
+            eq((rc, out.splitlines()[0], out.splitlines()[2]),
+               (0, "cluster: Elasticsearch 8.11.0",
+                "index template trackpixel (events, flattened): installed"), "--setup")
+            hits = traffic()
+            serve(env, hits)
+            docs, dead = settled(es, spool, len(hits))
+            eq((len(docs), len(dead)), (len(hits), 0), "stored, refused")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_setup_twice_no_change_and_check():
     with Standin() as es:
         env = {"TRACKPIXEL_ES_URL": es.url, "TRACKPIXEL_ES_INDEX": "events-%Y.%m.%d",
