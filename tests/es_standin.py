@@ -1490,6 +1490,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(fail[0], fail[1], fail[2], head)
             return
 
+        held = False
         try:
             segs = [_decode_segment(s) for s in _wire_text(raw_path).split("/") if s]
         except UnicodeDecodeError:
@@ -1500,6 +1501,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entry["fault"].append("fail_items")
             if mode.get("reject_items"):
                 entry["fault"].append("reject_items")
+            # A document becomes visible with the request that carried it
+            # in the log: a test that saw the one finds the other.
+            cluster.lock.acquire()
+            held = True
             try:
                 reply = handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
                 if cluster.flavor.typeless() and isinstance(reply.body, dict):
@@ -1514,6 +1519,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 reply = Reply(500, EsError(500, "exception", "stand-in bug: %r" % e).body(), [])
         entry["status"] = reply.status
         cluster.log(entry)
+        if held:
+            cluster.lock.release()
         self._send(reply.status, reply.body, reply.headers, head)
 
     # -- control API
