@@ -165,6 +165,19 @@ static size_t read_body(tp_app *app, const tp_io *io, int *complete)
     return len;
 }
 
+#ifdef TP_TEST_HOOKS
+/* Test builds only: TRACKPIXEL_TEST_CLOCK_OFFSET_S moves the hits' time
+ * (their date, @timestamp and daily index), so a test can cross midnight. */
+static void test_clock(struct timespec *now)
+{
+    const char *s = getenv("TRACKPIXEL_TEST_CLOCK_OFFSET_S");
+    if (s && *s)
+        now->tv_sec += (time_t)strtoll(s, NULL, 10);
+}
+#else
+#define test_clock(now) ((void)0)
+#endif
+
 /* The hit's document, built and serialized; hit->doc stays NULL (and the
  * hit is counted as dropped) when that fails. */
 static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, tp_hit *hit)
@@ -174,6 +187,7 @@ static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, 
 
     memset(&in, 0, sizeof(in));
     clock_gettime(CLOCK_REALTIME, &in.now);
+    test_clock(&in.now);
     if (tp_uuid_v4_pooled(&app->ids, hit->request_id) < 0)
         tp_log("RAND_bytes failed: the request-id is empty");
     in.envp = envp;
@@ -193,8 +207,10 @@ static void build(tp_app *app, char *const *envp, const tp_io *io, tp_method m, 
     }
     if (hit->doc)
         hit->entry.doc = tp_doc_serialize(&app->cfg, hit->doc, &hit->entry.len);
-    if (hit->doc && hit->entry.doc) {
+    if (hit->doc && hit->entry.doc &&
+        tp_index_expand(app->cfg.es_index, in.now.tv_sec, hit->index, sizeof(hit->index)) == 0) {
         hit->entry.id = hit->request_id;
+        hit->entry.index = hit->index;
         return;
     }
     tp_log("hit %s not recorded: %s", hit->request_id,
@@ -365,7 +381,7 @@ void tp_app_deliver(tp_app *app, tp_hit *hit, int (*others_waiting)(void *), voi
         return;
     if (app->deliver) {
         tp_deliver_post(app->deliver, &hit->entry, others_waiting, ctx);
-    } else if (tp_output_append(app->out, app->cfg.es_index, app->cfg.es_type, hit->request_id,
+    } else if (tp_output_append(app->out, hit->index, app->cfg.es_type, hit->request_id,
                                 hit->entry.doc, hit->entry.len, err, sizeof(err)) < 0) {
         tp_log("hit %s not written to %s: %s", hit->request_id, app->cfg.output, err);
         tp_stats_add(app->st, TP_ST_DROPPED, 1);

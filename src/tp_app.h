@@ -18,6 +18,7 @@
 
 #include "tp_deliver.h"
 #include "tp_doc.h"
+#include "tp_index.h"
 #include "tp_uuid.h"
 
 typedef struct tp_io {
@@ -35,6 +36,7 @@ typedef struct tp_hit {
     char request_id[TP_UUID_LEN + 1];
     tp_doc *doc;           /* owned; NULL when nothing is to be recorded */
     tp_entry entry;        /* the serialized document (owned by doc)     */
+    char index[TP_INDEX_MAX + 1];  /* its index (entry.index points here) */
 } tp_hit;
 
 /* Load the configuration from envp, open the sink (the cluster's delivery,

@@ -9,7 +9,9 @@
 
 #include "tp_config.h"
 #include "tp_es.h"
+#include "tp_index.h"
 #include "tp_output.h"
+#include "tp_setup.h"
 #include "tp_spool.h"
 
 static void usage(FILE *f)
@@ -21,6 +23,7 @@ static void usage(FILE *f)
     fprintf(f,
         "Usage: trackpixel            serve (FastCGI on the socket on stdin, or one CGI request)\n"
         "       trackpixel --check    print the configuration (secrets masked) and test the cluster\n"
+        "       trackpixel --setup    install the cluster's index template, retention, user-agent pipeline\n"
         "       trackpixel --replay FILE  send a journal, _bulk, damaged.* or dead-letter file\n"
         "       trackpixel --spool-status print the backlog in TRACKPIXEL_SPOOL_DIR\n"
         "       trackpixel --help     this text\n"
@@ -142,6 +145,8 @@ static int check(char *const *envp)
         goto done;
     }
     rc = check_cluster(&cfg, es, vars);
+    if (rc == 0)
+        tp_setup_run(&cfg, 1, stdout);     /* the template: reported, not required */
 done:
     tp_es_free(es);
     tp_config_free(&cfg);
@@ -150,6 +155,7 @@ done:
 
 /* What --replay sent, and how it went. */
 typedef struct replay_ctx {
+    const tp_config *cfg;
     tp_es *es;
     long accepted, rejected, unsent;
 } replay_ctx;
@@ -158,10 +164,17 @@ typedef struct replay_ctx {
 static void replay_one(void *ctx, const char *id, const char *doc, size_t len)
 {
     replay_ctx *rc = ctx;
-    char err[512];
+    char err[512], index[TP_INDEX_MAX + 1];
     long status = 0;
-    tp_es_result r = tp_es_create(rc->es, id, doc, len, time(NULL), &status, err, sizeof(err));
+    tp_es_result r;
 
+    /* A daily index: the document's own day, from its "date". */
+    if (tp_index_for_doc(rc->cfg->es_index, doc, len, index, sizeof(index)) < 0) {
+        rc->rejected++;
+        printf("rejected %s: no \"date\" for the index %s\n", id, rc->cfg->es_index);
+        return;
+    }
+    r = tp_es_create_in(rc->es, index, id, doc, len, time(NULL), &status, err, sizeof(err));
     if (r == TP_ES_OK) {
         rc->accepted++;
     } else if (r == TP_ES_REJECT) {
@@ -191,6 +204,7 @@ static int replay(const char *path, char *const *envp)
         fprintf(stderr, "trackpixel: --replay needs TRACKPIXEL_ES_URL\n");
         goto done;
     }
+    ctx.cfg = &cfg;
     ctx.es = tp_es_new(&cfg, err, sizeof(err));
     if (!ctx.es) {
         fprintf(stderr, "trackpixel: %s\n", err);
@@ -271,6 +285,20 @@ done:
     return rc;
 }
 
+static int setup(char *const *envp)
+{
+    tp_config cfg;
+    char err[512];
+    int rc = 1;
+
+    if (tp_config_load(&cfg, envp, err, sizeof(err)) < 0)
+        fprintf(stderr, "trackpixel: %s\n", err);
+    else
+        rc = tp_setup_run(&cfg, 0, stdout);
+    tp_config_free(&cfg);
+    return rc;
+}
+
 int tp_cli_main(int argc, char **argv, char *const *envp)
 {
     if (argc < 2)
@@ -293,6 +321,8 @@ int tp_cli_main(int argc, char **argv, char *const *envp)
         return check(envp);
     if (strcmp(argv[1], "--spool-status") == 0)
         return spool_status(envp);
+    if (strcmp(argv[1], "--setup") == 0)
+        return setup(envp);
     fprintf(stderr, "trackpixel: unknown option %s (see --help)\n", argv[1]);
     return 2;
 }

@@ -16,6 +16,8 @@
 #include "tp_acl.h"
 #include "tp_redirect.h"
 
+#include "tp_index.h"
+
 #define STAGE_VAR_PREFIX "TRACKPIXEL_STAGE_VAR_"
 
 /* Where each variable lands in tp_config; fallback: set only if still unset. */
@@ -30,10 +32,16 @@ typedef struct slot {
 static const tp_config_var vars[] = {
     { "TRACKPIXEL_ES_URL", TP_CONF_URL, NULL, 0,
       "Elasticsearch base URL, http or https (user:password@ for basic auth); unset: documents go to TRACKPIXEL_OUTPUT" },
-    { "TRACKPIXEL_ES_INDEX", TP_CONF_INDEX, "events", 0,
-      "index the documents are created in" },
+    { "TRACKPIXEL_ES_INDEX", TP_CONF_INDEX_DATED, "events", 0,
+      "index the documents are created in; %Y %m %d are the hit's UTC date (e.g. events-%Y.%m.%d)" },
     { "TRACKPIXEL_ES_TYPE", TP_CONF_INDEX, NULL, 0,
       "document type, for clusters before 7.x only (e.g. event)" },
+    { "TRACKPIXEL_ES_TEMPLATE", TP_CONF_INDEX, "trackpixel", 0,
+      "name of the index template, retention policy and ingest pipeline trackpixel --setup installs" },
+    { "TRACKPIXEL_RETENTION_DAYS", TP_CONF_DAYS, "0", 0,
+      "--setup: indices older than this many days are deleted (an ILM or ISM policy); 0: kept" },
+    { "TRACKPIXEL_ES_USER_AGENT", TP_CONF_BOOL, "0", 0,
+      "1: --setup installs an ingest pipeline parsing context.user-agent (browser, OS) as the indices' default pipeline" },
     { "TRACKPIXEL_AWS_SERVICE", TP_CONF_STRING, "es", 0,
       "SigV4 service name: es, or aoss for OpenSearch Serverless" },
     { "TRACKPIXEL_ES_IDS", TP_CONF_STRING, "request-id", 0,
@@ -128,7 +136,9 @@ static const tp_config_var vars[] = {
 
 /* Parallel to vars[]. */
 static const slot slots[] = {
-    S(es_url), S(es_index), S(es_type), S(aws_service), S(es_ids),
+    S(es_url), S(es_index), S(es_type),
+    S(es_template), S(retention_days), S(es_user_agent),
+    S(aws_service), S(es_ids),
     S(region), { offsetof(tp_config, region), 1 },
     S(access_key_id), S(secret_access_key), S(session_token),
     S(connect_timeout_ms), S(timeout_ms),
@@ -257,15 +267,17 @@ static int load_stage_vars(tp_config *cfg, char *const *envp, char *err, size_t 
 /* The kinds held as a long (the others are strings). */
 static int is_number(tp_config_kind kind)
 {
-    return kind == TP_CONF_MS || kind == TP_CONF_COUNT || kind == TP_CONF_BOOL;
+    return kind == TP_CONF_MS || kind == TP_CONF_COUNT || kind == TP_CONF_BOOL ||
+           kind == TP_CONF_DAYS;
 }
 
 /* A number variable from val, within its kind's range, into *dst. */
 static int load_number(const tp_config_var *v, const char *val, long *dst,
                        char *err, size_t errlen)
 {
-    long min = v->kind == TP_CONF_BOOL ? 0 : 1;
-    long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 : (1L << 30);
+    long min = v->kind == TP_CONF_BOOL || v->kind == TP_CONF_DAYS ? 0 : 1;
+    long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 :
+               v->kind == TP_CONF_DAYS ? 36500 : (1L << 30);
 
     if (parse_long(val, min, max, dst) < 0) {
         snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
@@ -290,6 +302,14 @@ static int load_string(const tp_config_var *v, const char *val, int fallback, ch
         snprintf(err, errlen, "%s: not a valid index name (lower case, no "
                  "spaces or \\/*?\"<>|,#:%%, not starting with - _ +)", v->name);
         return -1;
+    }
+    if (v->kind == TP_CONF_INDEX_DATED) {
+        char why[160];
+
+        if (tp_index_check(val, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s: %s", v->name, why);
+            return -1;
+        }
     }
     free(*dst);
     *dst = strdup(val);

@@ -30,6 +30,8 @@ typedef enum tp_config_kind {
     TP_CONF_STRING,
     TP_CONF_URL,
     TP_CONF_INDEX,        /* an Elasticsearch index or type name */
+    TP_CONF_INDEX_DATED,  /* an index name, may hold %Y %m %d     */
+    TP_CONF_DAYS,         /* days, 0 .. 36500                     */
     TP_CONF_MS,           /* milliseconds, 1 .. 3600000          */
     TP_CONF_COUNT,        /* a count or byte size, 1 .. 1<<30     */
     TP_CONF_PREFIX,       /* TRACKPIXEL_STAGE_VAR_<name>          */
@@ -66,6 +68,9 @@ typedef struct tp_config {
     char *es_url;
     char *es_index;
     char *es_type;                 /* NULL: 7.x+ _create API */
+    char *es_template;             /* --setup's template, policy, pipeline */
+    long retention_days;           /* 0: --setup installs no policy    */
+    long es_user_agent;            /* 1: --setup installs the pipeline */
     char *aws_service;
     char *region;                  /* AWS_REGION, else AWS_DEFAULT_REGION */
     char *access_key_id;

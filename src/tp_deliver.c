@@ -1,5 +1,6 @@
 #include "config.h"
 #include "tp_deliver.h"
+#include "tp_index.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -166,11 +167,13 @@ static void dead_letter(tp_deliver *d, const char *id, long status, const char *
                         const char *doc, size_t doc_len)
 {
     const tp_config *cfg = d->cfg;
-    char err[256];
+    char err[256], index[TP_INDEX_MAX + 1];
 
     atomic_fetch_add(&d->st->v[TP_ST_DEADLETTERS], 1);
+    if (tp_index_for_doc(cfg->es_index, doc, doc_len, index, sizeof(index)) < 0)
+        snprintf(index, sizeof(index), "%s", cfg->es_index);   /* no date: the pattern */
     if (!cfg->spool_dir[0] ||
-        tp_spool_deadletter(cfg->spool_dir, cfg->es_index, id, status, reason, doc, doc_len,
+        tp_spool_deadletter(cfg->spool_dir, index, id, status, reason, doc, doc_len,
                             err, sizeof(err)) < 0)
         tp_log("hit %s rejected (%s) and lost: no dead-letter file%s%s", id, reason,
                cfg->spool_dir[0] ? ": " : "", cfg->spool_dir[0] ? err : "");
@@ -355,7 +358,7 @@ static int memq_push(tp_deliver *d, memq *q, const tp_entry *e)
 
     if (q->n == MEMQ_MAX_ENTRIES || (long)before > MEMQ_MAX_BYTES)
         return -1;
-    if (tp_spool_bulk_pair(&q->body, d->cfg->es_index, d->cfg->es_type,
+    if (tp_spool_bulk_pair(&q->body, e->index, d->cfg->es_type,
                            d->cfg->ids_auto ? NULL : e->id, e->doc, e->len) < 0) {
         tp_buf_free(&q->body);     /* out of memory: what it held is gone */
         q->n = 0;
@@ -741,7 +744,7 @@ int tp_deliver_record(tp_deliver *d, tp_entry *e)
                        "hit %s dropped, %lu dropped so far", cfg->spool_dir, cfg->spool_max_mb,
                        e->id, n);
         rc = -1;
-    } else if (tp_journal_append(d->journal, cfg->es_index, cfg->es_type,
+    } else if (tp_journal_append(d->journal, e->index, cfg->es_type,
                                  cfg->ids_auto ? NULL : e->id, e->doc, e->len,
                                  &e->start, &e->end, err, sizeof(err)) < 0) {
         unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_JOURNAL_ERRORS], 1) + 1;
@@ -852,7 +855,8 @@ void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), 
     t0 = tp_mono_now();
     budget = tp_ts_add_ms(t0, 4 * d->cfg->slow_ms);
     tp_es_set_abort(d->es, NULL, &budget);
-    r = tp_es_create(d->es, e->id, e->doc, e->len, time(NULL), &status, err, sizeof(err));
+    r = tp_es_create_in(d->es, e->index, e->id, e->doc, e->len, time(NULL), &status, err,
+                        sizeof(err));
     tp_es_set_abort(d->es, NULL, NULL);
     tp_stats_es_request(d->st, status, usec_since(t0), time(NULL));
 

@@ -40,6 +40,8 @@ typedef struct tp_deliver tp_deliver;
 typedef struct tp_entry {
     const char *id;          /* the request-id, also the document's _id */
     const char *doc;         /* the document's JSON text                */
+    const char *index;       /* its index: TRACKPIXEL_ES_INDEX for the
+                                hit's date (tp_index_expand)            */
     size_t len;
     int journaled;           /* set by tp_deliver_record()               */
     off_t start, end;        /* its place in the journal                 */

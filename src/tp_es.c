@@ -675,19 +675,25 @@ static int is_create_answer(const tp_es *es, long status)
 tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len,
                           time_t now, long *status, char *err, size_t errlen)
 {
+    return tp_es_create_in(es, es->cfg->es_index, id, doc, len, now, status, err, errlen);
+}
+
+tp_es_result tp_es_create_in(tp_es *es, const char *index, const char *id, const char *doc,
+                             size_t len, time_t now, long *status, char *err, size_t errlen)
+{
     const tp_config *cfg = es->cfg;
     char path[768], shown[ANSWER_SHOWN + 1];
     tp_es_result r;
     int n;
 
     if (cfg->ids_auto && cfg->es_type)
-        n = snprintf(path, sizeof(path), "/%s/%s", cfg->es_index, cfg->es_type);
+        n = snprintf(path, sizeof(path), "/%s/%s", index, cfg->es_type);
     else if (cfg->ids_auto)
-        n = snprintf(path, sizeof(path), "/%s/_doc", cfg->es_index);
+        n = snprintf(path, sizeof(path), "/%s/_doc", index);
     else if (cfg->es_type)
-        n = snprintf(path, sizeof(path), "/%s/%s/%s", cfg->es_index, cfg->es_type, id);
+        n = snprintf(path, sizeof(path), "/%s/%s/%s", index, cfg->es_type, id);
     else
-        n = snprintf(path, sizeof(path), "/%s/_create/%s", cfg->es_index, id);
+        n = snprintf(path, sizeof(path), "/%s/_create/%s", index, id);
     if (n < 0 || (size_t)n >= sizeof(path)) {
         snprintf(err, errlen, "request path too long");
         *status = 0;

@@ -61,6 +61,10 @@ void tp_es_free(tp_es *es);
 tp_es_result tp_es_create(tp_es *es, const char *id, const char *doc, size_t len,
                           time_t now, long *status, char *err, size_t errlen);
 
+/* The same in another index than TRACKPIXEL_ES_INDEX (a day's index). */
+tp_es_result tp_es_create_in(tp_es *es, const char *index, const char *id, const char *doc,
+                             size_t len, time_t now, long *status, char *err, size_t errlen);
+
 /*
  * Any request: path starts with '/' (relative to the URL's own path), query
  * without '?' or NULL, content_type NULL when there is no body.  The answer's

@@ -39,7 +39,22 @@ Elasticsearch APIs (7.x paths; the typed 6.x forms too):
     GET|HEAD /{index}/{type}/{id}               get ({type} may be _doc)
     DELETE   /{index}/{type}/{id}               delete
     POST|PUT /_bulk, /{index}/_bulk, /{index}/{type}/_bulk   NDJSON bulk
-    GET|HEAD|PUT /{index}, GET /_cluster/health
+    GET|HEAD|PUT|DELETE /{index}, GET /{index}/_mapping, GET /_cluster/health
+    GET|PUT|DELETE /_index_template/{name}      composable index templates
+    GET|PUT  /_ilm/policy/{name}                (Elasticsearch only)
+    GET|PUT  /_plugins/_ism/policies/{id}       (OpenSearch only; an update needs
+                                                if_seq_no and if_primary_term)
+    GET|PUT  /_ingest/pipeline/{id}             (processors: user_agent only)
+
+Every write goes through a model of dynamic mapping (es_mapping.py, which
+cites the documentation each rule follows): a new index takes the mapping of
+the highest-priority index template matching its name, and a document that
+does not fit it, or that would take the index past 1,000 fields or a depth of
+20, is refused with Elasticsearch's error (a per-item 400 in _bulk).
+--distribution elasticsearch|opensearch and --version-number say what the
+cluster is (GET /, and which field types and APIs it has: flattened and ILM
+on Elasticsearch, flat_object from OpenSearch 2.7 and ISM on OpenSearch);
+--no-user-agent: the cluster has no user_agent ingest processor.
 
 Control API (never signed, never recorded, never faulted):
     GET  /_standin/docs[?index=I]  {"docs": [{index, type, id, source, raw, via,
@@ -91,17 +106,9 @@ import urllib.parse
 import zlib
 from collections import namedtuple
 
-ES_VERSION = {
-    "number": "7.10.2",
-    "build_flavor": "oss",
-    "build_type": "tar",
-    "build_hash": "747e1cc71def077253878a59143c1f785afa92b9",
-    "build_date": "2021-01-13T00:42:12.435326Z",
-    "build_snapshot": False,
-    "lucene_version": "8.7.0",
-    "minimum_wire_compatibility_version": "6.8.0",
-    "minimum_index_compatibility_version": "6.0.0-beta1",
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import es_mapping                                   # noqa: E402 (beside this file)
+
 TYPES_WARNING = ('299 Elasticsearch-7.10.2-747e1cc71def077253878a59143c1f785afa92b9 '
                  '"[types removal] Specifying types in document index requests is '
                  'deprecated, use the typed endpoints instead."')
@@ -363,9 +370,10 @@ def validate_index_name(name):
 class Cluster:
     """All state, behind one lock: indices, documents, the request log, the mode."""
 
-    def __init__(self):
+    def __init__(self, flavor=None):
         self.lock = threading.RLock()
         self.cluster_uuid = _b64id(16)
+        self.flavor = flavor or es_mapping.Flavor()
         self.reset()
 
     def reset(self):
@@ -376,6 +384,10 @@ class Cluster:
             self.req_seq = 0
             self.mode = {}
             self.mode_left = None
+            self.templates = es_mapping.Templates(self.flavor)
+            self.ilm = {}          # name -> {"version", "modified_date", "policy"}
+            self.ism = {}          # id -> {"_version", "_seq_no", "policy"}
+            self.pipelines = {}    # id -> the body as PUT
 
     # -- mode
     def set_mode(self, mode):
@@ -415,7 +427,8 @@ class Cluster:
         idx = self.indices.get(name)
         if idx is None and create:
             validate_index_name(name)
-            idx = {"name": name, "uuid": _b64id(16), "type": None, "docs": {}, "seq": 0}
+            idx = {"name": name, "uuid": _b64id(16), "type": None, "docs": {}, "seq": 0,
+                   "mapping": self.templates.new_mapping(name)}
             self.indices[name] = idx
         return idx
 
@@ -443,6 +456,14 @@ class Cluster:
             source = parse_source(raw)
             if id_ is None:
                 id_ = _b64id(15)
+            mapping = idx["mapping"]
+            if mapping.default_pipeline:
+                source = self.run_pipeline(mapping.default_pipeline, source)
+                raw = json.dumps(source, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            try:
+                mapping.apply(source, id_)
+            except es_mapping.MappingError as e:
+                raise EsError(e.status, e.etype, e.reason, caused_by=e.caused_by)
             old = idx["docs"].get(id_)
             if old is not None and op == "create":
                 raise EsError(409, "version_conflict_engine_exception",
@@ -488,6 +509,49 @@ class Cluster:
             keys = ("index", "type", "id", "source", "raw", "via", "op", "version", "seq_no")
             return [{k: d[k] for k in keys} for d in self.docs
                     if index is None or d["index"] == index]
+
+
+    def run_pipeline(self, name, source):
+        """Run an ingest pipeline's processors on source (only user_agent is modelled:
+        https://www.elastic.co/guide/en/elasticsearch/reference/7.10/user-agent-processor.html).
+        A missing pipeline fails the document as Elasticsearch does."""
+        pipeline = self.pipelines.get(name)
+        if pipeline is None:
+            raise EsError(400, "illegal_argument_exception",
+                          "pipeline with id [%s] does not exist" % name)
+        source = json.loads(json.dumps(source))
+        for proc in pipeline.get("processors", []):
+            (ptype, conf), = proc.items()
+            if ptype != "user_agent":
+                continue
+            node = source
+            for part in conf["field"].split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, str) or not node:
+                if conf.get("ignore_missing"):
+                    continue
+                raise EsError(400, "illegal_argument_exception",
+                              "field [%s] not present as part of path [%s]"
+                              % (conf["field"].split(".")[-1], conf["field"]))
+            source[conf.get("target_field", "user_agent")] = parse_user_agent(node)
+        return source
+
+
+def parse_user_agent(text):
+    """A small stand-in for the uap-core regexes: browser and OS names."""
+    name = "Other"
+    for key, label in (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+                       ("Safari/", "Safari"), ("curl/", "curl")):
+        if key in text:
+            name = label
+            break
+    os_name = "Other"
+    for key, label in (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"),
+                       ("Mac OS X", "Mac OS X"), ("Linux", "Linux")):
+        if key in text:
+            os_name = label
+            break
+    return {"original": text, "name": name, "os": {"name": os_name}, "device": {"name": "Other"}}
 
 
 # ------------------------------------------------------------- SigV4 check
@@ -835,9 +899,7 @@ def handle_es(cluster, method, segs, params, raw_path, headers, body, mode):
             if method not in ("GET", "HEAD"):
                 return method_not_allowed(raw_path, method, ["GET", "HEAD"])
             check_params(params, COMMON_PARAMS, raw_path)
-            return Reply(200, {"name": "standin", "cluster_name": "standin",
-                               "cluster_uuid": cluster.cluster_uuid, "version": ES_VERSION,
-                               "tagline": "You Know, for Search"}, [])
+            return Reply(200, cluster.flavor.root_info(cluster.cluster_uuid), [])
         if segs[-1] == "_bulk" and n <= 3 and not (n > 1 and segs[0].startswith("_")) and \
                 not (n == 3 and segs[1].startswith("_") and segs[1] != "_doc"):
             if method not in ("POST", "PUT"):
@@ -849,6 +911,16 @@ def handle_es(cluster, method, segs, params, raw_path, headers, body, mode):
                                "active_primary_shards": len(cluster.indices),
                                "active_shards": len(cluster.indices), "relocating_shards": 0,
                                "initializing_shards": 0, "unassigned_shards": 0}, [])
+        if segs[0] in ("_index_template", "_ilm", "_plugins", "_ingest"):
+            reply = admin_api(cluster, method, segs, params, raw_path, headers, body)
+            if reply is not None:
+                return reply
+        if n == 2 and segs[1] == "_mapping" and method == "GET" and not segs[0].startswith("_"):
+            with cluster.lock:
+                idx = cluster.index(segs[0], create=False)
+                if idx is None:
+                    raise index_not_found(segs[0])
+                return Reply(200, {segs[0]: {"mappings": idx["mapping"].as_json()}}, [])
         if segs[0].startswith("_"):
             if n == 1 or segs[0] == "_cluster":
                 return Reply(400, bad_request_no_handler(raw_path, method), [])
@@ -913,7 +985,111 @@ def index_api(cluster, method, index, params, raw_path):
                               {"index_uuid": idx["uuid"], "index": index})
             cluster.index(index, create=True)
             return Reply(200, {"acknowledged": True, "shards_acknowledged": True, "index": index}, [])
-    return method_not_allowed(raw_path, method, ["GET", "HEAD", "PUT"])
+        if method == "DELETE":
+            if idx is None:
+                raise index_not_found(index)
+            del cluster.indices[index]
+            cluster.docs = [d for d in cluster.docs if d["index"] != index]
+            return Reply(200, {"acknowledged": True}, [])
+    return method_not_allowed(raw_path, method, ["DELETE", "GET", "HEAD", "PUT"])
+
+
+def _json_body(body):
+    if not body:
+        raise EsError(400, "parse_exception", "request body is required")
+    try:
+        return parse_json_text(body)
+    except _JsonProblem as e:
+        raise EsError(400, "json_parse_exception", str(e))
+
+
+def _now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def admin_api(cluster, method, segs, params, raw_path, headers, body):
+    """Index templates, ILM and ISM policies, ingest pipelines; None: not one of them."""
+    n = len(segs)
+    fl = cluster.flavor
+    with cluster.lock:
+        if segs[0] == "_index_template" and n == 2:
+            name = segs[1]
+            if method == "PUT" or method == "POST":
+                try:
+                    cluster.templates.put(name, _json_body(body))
+                except es_mapping.MappingError as e:
+                    raise EsError(e.status, e.etype, e.reason, caused_by=e.caused_by)
+                return Reply(200, {"acknowledged": True}, [])
+            if method == "GET":
+                if cluster.templates.get(name) is None:
+                    raise EsError(404, "resource_not_found_exception",
+                                  "index template matching [%s] not found" % name)
+                return Reply(200, cluster.templates.answer(name), [])
+            if method == "DELETE":
+                if cluster.templates.by_name.pop(name, None) is None:
+                    raise EsError(404, "index_template_missing_exception",
+                                  "index_template [%s] missing" % name)
+                return Reply(200, {"acknowledged": True}, [])
+        if segs[:2] == ["_ilm", "policy"] and n == 3 and fl.has_ilm():
+            name = segs[2]
+            if method == "PUT":
+                obj = _json_body(body)
+                if not isinstance(obj.get("policy"), dict) or set(obj) != {"policy"}:
+                    raise EsError(400, "x_content_parse_exception",
+                                  "[1:2] [put_lifecycle_request] unknown field")
+                old = cluster.ilm.get(name)
+                cluster.ilm[name] = {"version": old["version"] + 1 if old else 1,
+                                     "modified_date": _now_iso(), "policy": obj["policy"]}
+                return Reply(200, {"acknowledged": True}, [])
+            if method == "GET":
+                if name not in cluster.ilm:
+                    raise EsError(404, "resource_not_found_exception",
+                                  "Lifecycle policy not found: %s" % name)
+                return Reply(200, {name: cluster.ilm[name]}, [])
+        if segs[:3] == ["_plugins", "_ism", "policies"] and n == 4 and fl.has_ism():
+            pid = segs[3]
+            if method == "PUT":
+                obj = _json_body(body)
+                old = cluster.ism.get(pid)
+                if old is not None:
+                    if params.get("if_seq_no") != str(old["_seq_no"]) or \
+                            params.get("if_primary_term") != "1":
+                        raise EsError(409, "version_conflict_engine_exception",
+                                      "[%s]: version conflict, document already exists (current "
+                                      "version [%d])" % (pid, old["_version"]),
+                                      {"index_uuid": "standin-ism", "shard": "0",
+                                       "index": ".opendistro-ism-config"})
+                policy = dict(obj.get("policy") or {})
+                policy.update(policy_id=pid, last_updated_time=int(time.time() * 1000),
+                              schema_version=17, error_notification=None)
+                seq = max([p["_seq_no"] for p in cluster.ism.values()] or [-1]) + 1
+                cluster.ism[pid] = {"_id": pid, "_version": old["_version"] + 1 if old else 1,
+                                    "_primary_term": 1, "_seq_no": seq, "policy": policy}
+                return Reply(200 if old else 201, {"_id": pid,
+                                                   "_version": cluster.ism[pid]["_version"],
+                                                   "_primary_term": 1, "_seq_no": seq,
+                                                   "policy": {"policy": policy}}, [])
+            if method == "GET":
+                if pid not in cluster.ism:
+                    raise EsError(404, "status_exception", "Policy not found")
+                return Reply(200, cluster.ism[pid], [])
+        if segs[:2] == ["_ingest", "pipeline"] and n == 3:
+            pid = segs[2]
+            if method == "PUT":
+                obj = _json_body(body)
+                for proc in obj.get("processors", []):
+                    (ptype, _conf), = proc.items()
+                    if ptype != "user_agent" or not fl.user_agent:
+                        raise EsError(400, "parse_exception",
+                                      "No processor type exists with name [%s]" % ptype,
+                                      {"processor_type": ptype})
+                cluster.pipelines[pid] = obj
+                return Reply(200, {"acknowledged": True}, [])
+            if method == "GET":
+                if pid not in cluster.pipelines:
+                    return Reply(404, {}, [])
+                return Reply(200, {pid: cluster.pipelines[pid]}, [])
+    return None
 
 
 def doc_write(cluster, index, type_, id_, params, raw_path, headers, body, op, via, typed):
@@ -1098,6 +1274,16 @@ def bulk(cluster, path_segs, params, raw_path, headers, body, mode):
            "errors": any("error" in next(iter(it.values())) for it in items),
            "items": items}
     return Reply(200, out, [("Warning", TYPES_WARNING)] if typed_any else [])
+
+
+def _untyped(body):
+    """Elasticsearch 8 answers without "_type" (mapping types are gone):
+    https://www.elastic.co/guide/en/elasticsearch/reference/8.0/removal-of-types.html"""
+    body = dict(body)
+    body.pop("_type", None)
+    if isinstance(body.get("items"), list):
+        body["items"] = [{k: _untyped(v) for k, v in it.items()} for it in body["items"]]
+    return body
 
 
 def _token_name(value):
@@ -1364,6 +1550,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(fail[0], fail[1], fail[2], head)
             return
 
+        held = False
         try:
             segs = [_decode_segment(s) for s in _wire_text(raw_path).split("/") if s]
         except UnicodeDecodeError:
@@ -1374,10 +1561,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entry["fault"].append("fail_items")
             if mode.get("reject_items"):
                 entry["fault"].append("reject_items")
+            # A document becomes visible with the request that carried it
+            # in the log: a test that saw the one finds the other.
+            cluster.lock.acquire()
+            held = True
             try:
                 reply = (aoss_refusal(segs, self.command, body) if cfg.aoss_time_series
                          else None) or \
                     handle_es(cluster, self.command, segs, params, raw_path, headers, body, mode)
+                if cluster.flavor.typeless() and isinstance(reply.body, dict):
+                    reply = reply._replace(body=_untyped(reply.body))
                 if params.get("filter_path") and isinstance(reply.body, (dict, list)) and \
                         not mode.get("ignore_filter_path"):
                     # Elasticsearch's own answers only (not the signature
@@ -1389,6 +1582,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 reply = Reply(500, EsError(500, "exception", "stand-in bug: %r" % e).body(), [])
         entry["status"] = reply.status
         cluster.log(entry)
+        if held:
+            cluster.lock.release()
         self._send(reply.status, reply.body, reply.headers, head)
 
     # -- control API
@@ -1501,6 +1696,11 @@ def main(argv=None):
     ap.add_argument("--aoss-time-series", action="store_true",
                     help="no GET /, no chosen document ids (OpenSearch Serverless)")
     ap.add_argument("--verbose", action="store_true", help="one line per request on stderr")
+    ap.add_argument("--distribution", default="elasticsearch",
+                    choices=("elasticsearch", "opensearch"), help="what GET / says it is")
+    ap.add_argument("--version-number", default="7.10.2", help="the version GET / says")
+    ap.add_argument("--no-user-agent", action="store_true",
+                    help="the cluster has no user_agent ingest processor")
     args = ap.parse_args(argv)
     env = os.environ
     args.secret_key = args.secret_key or env.get("ES_STANDIN_SECRET_KEY") or None
@@ -1535,7 +1735,8 @@ def main(argv=None):
         server.socket = ctx.wrap_socket(server.socket, server_side=True,
                                         do_handshake_on_connect=False)
     server.cfg = Config(args)
-    server.cluster = Cluster()
+    server.cluster = Cluster(es_mapping.Flavor(args.distribution, args.version_number,
+                                               not args.no_user_agent))
     port = server.server_address[1]
 
     def stop(signum, frame):
@@ -1620,7 +1821,8 @@ class Standin:
     secret_key, session_token, require_signature, basic_user, basic_password,
     api_key, tls_cert, tls_key, tls_client_ca (HTTPS: url and connection()
     use https, verified with tls_ca when given), aoss_time_series, verbose,
-    port.  Secrets travel to the child in its environment, not argv.
+    port, distribution, version_number, user_agent (False: no user_agent
+    processor).  Secrets travel to the child in its environment, not argv.
     """
 
     def __init__(self, **opts):
@@ -1662,6 +1864,12 @@ class Standin:
             argv.append("--aoss-time-series")
         if o.get("verbose"):
             argv.append("--verbose")
+        if o.get("distribution"):
+            argv += ["--distribution", o["distribution"]]
+        if o.get("version_number"):
+            argv += ["--version-number", o["version_number"]]
+        if o.get("user_agent") is False:
+            argv.append("--no-user-agent")
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
@@ -1774,6 +1982,23 @@ class Standin:
 
     def get_mode(self):
         return self._control("GET", "/_standin/mode")["mode"]
+
+    def safe_template(self, patterns=("*",)):
+        """Install an index template that maps what clients name (params.*,
+        stage-variables, body-json) as one field each, as trackpixel --setup
+        does, for tests that send more names or types than one index's
+        dynamic mapping takes."""
+        flat = "flat_object" if self.opts.get("distribution") == "opensearch" else "flattened"
+        body = {"index_patterns": list(patterns), "priority": 1, "template": {"mappings": {
+            "properties": {
+                "params": {"properties": {k: {"type": flat}
+                                          for k in ("querystring", "header", "path")}},
+                "stage-variables": {"type": flat}, "body-json": {"type": flat}}}}}
+        r = self.request("PUT", "/_index_template/test-safe", json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"},
+                         sign=self.opts.get("access_key") is not None)
+        if r.status != 200:
+            raise StandinError("safe_template: %d %s" % (r.status, r.body[:200]))
 
     # -- Elasticsearch requests
     def sign(self, method, path, body=b"", headers=None, **kw):

@@ -131,7 +131,7 @@ def test_head(c):
 
 def test_post_json_body(c):
     fresh(c)
-    payload = {"event": "click", "n": 3, "nested": {"ok": True, "list": [1, "two"]}}
+    payload = {"event": "click", "n": 3, "nested": {"ok": True, "list": ["one", "two"]}}
     raw = json.dumps(payload).encode()
     status, headers, body = cgi_fcgi(c.worker.port, pixel_env(
         REQUEST_METHOD="POST", CONTENT_TYPE="application/json"), body=raw)

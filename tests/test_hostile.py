@@ -252,8 +252,8 @@ def padded(total):
 
 
 POST_ROWS = [
-    ("a JSON object", b'{"event":"click","n":[1,2.5,null,true]}', {},
-     {"event": "click", "n": [1, 2.5, None, True]}, None),
+    ("a JSON object", b'{"event":"click","n":[1,2.5,null],"b":true}', {},
+     {"event": "click", "n": [1, 2.5, None], "b": True}, None),
     ("exactly the limit (65536 bytes)", padded(MAX_BODY), {},
      {"pad": "x" * (MAX_BODY - 10)}, None),
     ("one byte over the limit", padded(MAX_BODY + 1), {}, {}, ["body-json"]),
@@ -301,10 +301,12 @@ POST_ROWS = [
 
 
 def test_post_bodies(c):
-    c.es.reset()
-
     def one(row):
         name, body, extra, expected, truncated = row
+        # Each row in a fresh index: the bodies reuse names with other
+        # types ("a" an object, then a number), which one index's mapping
+        # refuses, as a cluster's does.
+        c.es.reset()
         body = body if isinstance(body, bytes) else body.encode()
         env = pixel_env(REQUEST_METHOD="POST", CONTENT_TYPE="application/json")
         env.update(extra)

@@ -247,7 +247,7 @@ def test_head(c):
 
 def test_post_json_body(c):
     c.es.reset()
-    body = b'{"event":"click","n":2,"nested":{"list":[1,"\\u00e9",null]},"ok":true}'
+    body = b'{"event":"click","n":2,"nested":{"list":["1","\\u00e9",null]},"ok":true}'
     conn = c.srv.connection()
     before = ms()
     r = send(conn, "POST", "/pixel?beacon=1", [("User-Agent", "tp-test-beacon"),
@@ -261,7 +261,7 @@ def test_post_json_body(c):
         c.srv, "POST", rid, {"beacon": "1"},
         recorded(c, {"Host": None, "User-Agent": "tp-test-beacon",
                      "Content-Type": "application/json", "Content-Length": str(len(body))}),
-        body_json={"event": "click", "n": 2, "nested": {"list": [1, "\u00e9", None]},
+        body_json={"event": "click", "n": 2, "nested": {"list": ["1", "\u00e9", None]},
                    "ok": True},
         stage="staging", stage_vars=c.stage_vars, api_id="pixel-test",
         user_agent="tp-test-beacon"), before, after)
