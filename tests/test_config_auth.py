@@ -314,7 +314,10 @@ def test_aoss_ids_auto(c):
         eq(rc, 0, "--check: " + out)
         assert "answered HTTP 404 to GET /events (OpenSearch Serverless: no cluster name or " \
                "version; the index does not exist yet)\n" in out, out
-        eq([r["path"] for r in es.requests()], ["/events"], "no GET /")
+        # GET /events, then the template's check (--setup's); never GET /.
+        paths = [r["path"] for r in es.requests()]
+        eq(paths[0], "/events", "the first request")
+        assert "/" not in paths, paths
         es.reset()
         with tplib.Worker(env) as w:
             ids = pixels(w, 2)
