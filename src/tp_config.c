@@ -1,5 +1,7 @@
 #include "tp_config.h"
 
+#include "tp_creds.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <stddef.h>
@@ -37,6 +39,8 @@ static const tp_config_var vars[] = {
       "AWS secret access key for SigV4 signing" },
     { "AWS_SESSION_TOKEN", TP_CONF_STRING, NULL, 1,
       "AWS session token (temporary credentials), sent as X-Amz-Security-Token" },
+    { "AWS_PROFILE", TP_CONF_STRING, "default", 0,
+      "profile of the shared files (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE) whose keys, credential_process or role_arn + source_profile give the credentials" },
     { "TRACKPIXEL_CONNECT_TIMEOUT_MS", TP_CONF_MS, "2000", 0,
       "connect timeout to Elasticsearch, milliseconds" },
     { "TRACKPIXEL_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
@@ -79,7 +83,7 @@ static const tp_config_var vars[] = {
 static const slot slots[] = {
     S(es_url), S(es_index), S(es_type), S(aws_service),
     S(region), { offsetof(tp_config, region), 1 },
-    S(access_key_id), S(secret_access_key), S(session_token),
+    S(access_key_id), S(secret_access_key), S(session_token), S(aws_profile),
     S(connect_timeout_ms), S(timeout_ms), S(output),
     S(spool_dir), S(spool_max_mb), S(spool_fsync), S(shutdown_ms), S(slow_ms), S(bulk_max_kb),
     S(body_timeout_ms),
@@ -258,12 +262,34 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
                  cfg->access_key_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
         return -1;
     }
-    if (cfg->es_url && cfg->access_key_id && !cfg->region) {
-        snprintf(err, errlen, "AWS_REGION: AWS credentials are set but no region "
-                 "(AWS_REGION or AWS_DEFAULT_REGION): requests cannot be signed");
+    return 0;
+}
+
+/* Signing: on when AWS credentials are meant to be used (see
+ * tp_creds_plan_make); the region from the environment, else the
+ * profile's or the URL's, else (at run time) instance metadata. */
+static int plan_signing(tp_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    tp_creds_plan plan;
+
+    cfg->envp = envp;
+    if (!cfg->es_url)
+        return 0;
+    tp_creds_plan_make(envp, cfg->es_url, &plan);
+    cfg->signing = plan.wanted;
+    if (!cfg->signing)
+        return 0;
+    if (!cfg->region && plan.region[0] && !(cfg->region = strdup(plan.region))) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    cfg->signing = cfg->access_key_id && cfg->secret_access_key && cfg->region;
+    cfg->region_from = plan.region_from;
+    if (!cfg->region && !plan.imds) {
+        snprintf(err, errlen, "AWS_REGION: AWS credentials are to be used but no region is "
+                 "known (AWS_REGION, AWS_DEFAULT_REGION, the profile's region, the URL; "
+                 "instance metadata is off): requests cannot be signed");
+        return -1;
+    }
     return 0;
 }
 
@@ -295,7 +321,9 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
         if (r < 0)
             return -1;
     }
-    return check_config(cfg, err, errlen);
+    if (check_config(cfg, err, errlen) < 0)
+        return -1;
+    return plan_signing(cfg, envp, err, errlen);
 }
 
 void tp_config_free(tp_config *cfg)
