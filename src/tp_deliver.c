@@ -481,11 +481,7 @@ static void refresh_creds(tp_deliver *d)
     time_t now = tp_creds_cache_now(d->creds), next;
     tp_creds c;
     struct tm tm;
-    long skew;
 
-    if (tp_creds_cache_skew_news(d->creds, &skew))
-        tp_log("clock: the cluster's Date differs from ours by %ld s: signing with its time "
-               "from now on", skew);
     if (!tp_creds_cache_due(d->creds, now, &next))
         return;
     if (!tp_creds_cache_has_region(d->creds)) {
@@ -539,7 +535,11 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
     struct timespec now = tp_mono_now(), until;
     int pending = pending_bytes(d) > 0, queued = d->q.n + d->sending.n > 0, rc;
     time_t due_at;
+    long skew;
 
+    if (d->creds && tp_creds_cache_skew_news(d->creds, &skew))
+        tp_log("clock: the cluster's Date differs from ours by %ld s: signing with its time "
+               "from now on", skew);
     if (d->creds && tp_creds_cache_due(d->creds, tp_creds_cache_now(d->creds), &due_at)) {
         pthread_mutex_unlock(&d->lock);
         refresh_creds(d);

@@ -1263,6 +1263,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if "content-type" not in names and status not in (204, 304):
             out.append("content-type: " + JSON_CT)
         out.extend("%s: %s" % (k, v) for k, v in headers)
+        cfg = self.server.cfg
+        if (cfg.access_key is not None or cfg.issued is not None) and "date" not in names:
+            # Amazon's front end dates its answers (Elasticsearch alone does not).
+            out.append("Date: " + email.utils.formatdate(usegmt=True))
         if status not in (204, 304) and status >= 200:
             out.append("content-length: %d" % len(data))
         if self.close_connection:
