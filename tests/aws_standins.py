@@ -47,9 +47,12 @@ def iso(ts):
 class Issuer:
     """Mints credentials living lifetime seconds; registers them with es."""
 
-    def __init__(self, es=None, lifetime=3600, token_bytes=600):
+    def __init__(self, es=None, lifetime=3600, token_bytes=600, es_lifetime=None):
         self.es = es
         self.lifetime = lifetime
+        # The cluster may stop accepting credentials before their announced
+        # Expiration (revoked, or a clock that differs): es_lifetime.
+        self.es_lifetime = es_lifetime
         self.token_bytes = token_bytes
         self.issued = []
         self.lock = threading.Lock()
@@ -60,7 +63,8 @@ class Issuer:
         token = base64.b64encode(secrets.token_bytes(self.token_bytes)).decode()
         exp = int(time.time()) + self.lifetime
         if self.es is not None:
-            self.es.issue(ak, sk, token, exp)
+            self.es.issue(ak, sk, token, exp if self.es_lifetime is None
+                          else int(time.time()) + self.es_lifetime)
         c = dict(AccessKeyId=ak, SecretAccessKey=sk, Token=token, Expiration=iso(exp),
                  expires=exp)
         with self.lock:

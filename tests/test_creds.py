@@ -7,6 +7,7 @@ the test (the refresh comes half-way through a lifetime shorter than 10
 minutes).  Every scenario counts exactly: N pixels, N documents, no
 duplicate, nothing dead-lettered, no secret in the log."""
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +25,10 @@ WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.web-identity-token.signature"
 class Run:
     """One scenario: the cluster, an issuer, a work directory, a worker."""
 
-    def __init__(self, lifetime, token_bytes=600):
-        self.es = Standin(issued=True, max_skew=300).start()
-        self.issuer = aws.Issuer(self.es, lifetime=lifetime, token_bytes=token_bytes)
+    def __init__(self, lifetime, token_bytes=600, es_lifetime=None, region="us-east-1"):
+        self.es = Standin(issued=True, max_skew=300, region=region).start()
+        self.issuer = aws.Issuer(self.es, lifetime=lifetime, token_bytes=token_bytes,
+                                 es_lifetime=es_lifetime)
         self.dir = tempfile.mkdtemp(prefix="tp-creds-")
         self.apps = []
         self.worker = None
@@ -213,6 +215,44 @@ def test_long_session_token_in_a_credentials_file(make):
         r.hit()
     r.delivered()
     r.no_secrets()
+
+
+@scenario
+def test_cluster_refuses_before_expiration(make):
+    """The cluster calls the credentials expired long before their announced
+    Expiration: the 403 makes the thread fetch new ones; the documents are
+    tried again, never dead-lettered."""
+    r = make(lifetime=3600, es_lifetime=5)
+    cont = aws.Container(r.issuer)
+    r.apps.append(cont)
+    r.start(AWS_CONTAINER_CREDENTIALS_FULL_URI=cont.url + cont.PATH)
+    r.hits_for(14, every=0.25)
+    r.delivered()
+    fetches = len(r.issuer.issued)
+    assert 2 <= fetches <= 6, fetches
+    refused = [q for q in r.es.requests() if q["status"] == 403]
+    assert refused, "no request was refused"
+    eq({q["sig_error"] for q in refused}, {"credentials expired"}, "refusals")
+    r.no_secrets()
+
+
+@scenario
+def test_check_names_provider_expiry_region(make):
+    r = make(lifetime=3600, region="eu-west-3")
+    imds = aws.Imds(r.issuer, region="eu-west-3")
+    r.apps.append(imds)
+    env = r.env(AWS_EC2_METADATA_DISABLED=None, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url,
+                AWS_REGION=None)
+    p = subprocess.run([tplib.TRACKPIXEL, "--check"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    exp = r.issuer.issued[-1]["Expiration"]
+    line = [l for l in p.stdout.splitlines() if l.startswith("credentials: ")]
+    eq(line, ["credentials: from iam-role, expire %s; region eu-west-3 (from instance "
+              "metadata)" % exp], "credentials line")
+    assert "answered HTTP 200" in p.stdout, p.stdout
+    eq(p.returncode, 0, "exit status")
+    for s in r.issuer.secrets():
+        assert s not in p.stdout + p.stderr
 
 
 @scenario
