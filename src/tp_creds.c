@@ -249,7 +249,6 @@ int tp_creds_split_command(const char *cmd, char *buf, size_t buflen, char **arg
     const char *p = cmd;
 
     while (*p) {
-        int in_word = 0;
         while (*p == ' ' || *p == '\t' || *p == '\n')
             p++;
         if (!*p)
@@ -257,9 +256,8 @@ int tp_creds_split_command(const char *cmd, char *buf, size_t buflen, char **arg
         if (n + 1 >= max)
             return -1;
         argv[n++] = buf + o;
-        while (*p && (in_word || !(*p == ' ' || *p == '\t' || *p == '\n'))) {
+        while (*p && !(*p == ' ' || *p == '\t' || *p == '\n')) {
             char c = *p++;
-            in_word = 0;
             if (c == '\'') {
                 while (*p && *p != '\'') {
                     if (o + 1 >= buflen)
@@ -639,14 +637,47 @@ done:
 
 /* ------------------------------------------------------- credential_process */
 
+/* Start argv with stdout on out, stdin and stderr on /dev/null; errno. */
+static int spawn(char **argv, int out, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    int rc;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    /* Not the worker's sockets and journal: a process that hangs on must
+     * not hold a FastCGI connection open. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    /* Its own process group, so a timeout kills what it started too; the
+     * default signal mask and dispositions, not the worker's. */
+    posix_spawnattr_setpgroup(&at, 0);
+    {
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &all);
+    }
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                  POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnp(pid, argv[0], &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return rc;
+}
+
 /* Run cmd (no shell) and read at most ANSWER_MAX bytes of its stdout within
  * PROCESS_TIMEOUT_MS; stderr goes to /dev/null.  0 when it exited 0. */
 static int run_process(const char *cmd, answer *a, char *err, size_t errlen)
 {
     char words[4096], *argv[PROCESS_ARGS];
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    int pfd[2] = { -1, -1 }, st = 0, rc = -1, spawned = 0;
+    int pfd[2] = { -1, -1 }, st = 0, rc = -1;
     pid_t pid = -1;
     struct timespec deadline = tp_ts_add_ms(tp_mono_now(), PROCESS_TIMEOUT_MS);
 
@@ -661,29 +692,9 @@ static int run_process(const char *cmd, answer *a, char *err, size_t errlen)
         snprintf(err, errlen, "credential_process: pipe: %s", strerror(errno));
         return -1;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    /* Its own process group, so a timeout kills what it started too; the
-     * default signal mask and dispositions, not the worker's. */
-    posix_spawnattr_setpgroup(&at, 0);
-    {
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        posix_spawnattr_setsigmask(&at, &none);
-        posix_spawnattr_setsigdefault(&at, &all);
-    }
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                  POSIX_SPAWN_SETSIGDEF);
-    errno = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
-    spawned = errno == 0;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    errno = spawn(argv, pfd[1], &pid);
     close(pfd[1]);
-    if (!spawned) {
+    if (errno) {
         snprintf(err, errlen, "credential_process: cannot run %s: %s", argv[0], strerror(errno));
         goto done;
     }
