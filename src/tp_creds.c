@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,23 @@ typedef int (*provider_fn)(tp_creds_chain *ch, const char *region, tp_creds *out
 struct tp_creds_chain {
     char *env[E_COUNT];
     int chosen;                 /* index in providers[], -1: none yet */
+    const atomic_int *abort;    /* borrowed, may be NULL */
 };
+
+/* Set while a thread's chain works: its abort flag (borrowed).  A thread
+ * variable, so that the helpers below need no extra parameter. */
+static __thread const atomic_int *abort_flag;
+
+static int aborted(void)
+{
+    return abort_flag && atomic_load(abort_flag);
+}
+
+static int on_progress(void *userp, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)userp; (void)dt; (void)dn; (void)ut; (void)un;
+    return aborted();
+}
 
 /* ---------------------------------------------------------- small helpers */
 
@@ -561,6 +578,10 @@ static int http_do(const char *method, const char *url, struct curl_slist *heade
     curl_easy_setopt(c, CURLOPT_USERAGENT, "trackpixel/" PACKAGE_VERSION);
     if (no_proxy)
         curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (abort_flag) {
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    }
     if (strcmp(method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
         if (strcmp(method, "POST") != 0)
@@ -704,12 +725,19 @@ static int run_process(const char *cmd, answer *a, char *err, size_t errlen)
         char chunk[4096];
         ssize_t r;
 
-        if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+        if (aborted()) {
+            kill(-pid, SIGKILL);
+            snprintf(err, errlen, "credential_process: stopped");
+            goto reap;
+        }
+        if (left <= 0) {
             kill(-pid, SIGKILL);
             snprintf(err, errlen, "credential_process: no answer within %d s (killed)",
                      PROCESS_TIMEOUT_MS / 1000);
             goto reap;
         }
+        if (poll(&p, 1, left > 200 ? 200 : (int)left) == 0)
+            continue;           /* a look at the abort flag every 200 ms */
         r = read(pfd[0], chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR)
             continue;
@@ -1303,9 +1331,14 @@ static int imds_get(const char *base, const char *path, const char *tok, answer 
         snprintf(err, errlen, "iam-role: %s: no answer: %s", path, cerr);
         goto done;
     }
-    if (status != 200 || a->cut || !a->len) {
+    if (status != 200) {
         shown(a, sh, sizeof(sh));
         snprintf(err, errlen, "iam-role: %s: HTTP %ld%s%s", path, status, sh[0] ? " " : "", sh);
+        goto done;
+    }
+    if (a->cut || !a->len) {
+        /* Not a word of it: a 200 answer may hold the credentials. */
+        snprintf(err, errlen, "iam-role: %s: %s answer", path, a->cut ? "a too large" : "an empty");
         goto done;
     }
     rc = 0;
@@ -1373,7 +1406,7 @@ int tp_creds_chain_imds_region(tp_creds_chain *ch, char *out, size_t outlen, cha
 {
     char base[URL_MAX], tok[512], body[ANSWER_MAX + 1];
     answer a = { body, 0, 0 };
-    int reachable = 0;
+    int reachable = 0, rc;
     size_t n;
 
     if (imds_disabled(ch)) {
@@ -1381,9 +1414,12 @@ int tp_creds_chain_imds_region(tp_creds_chain *ch, char *out, size_t outlen, cha
         return -1;
     }
     imds_base(ch, base, sizeof(base));
-    if (imds_token(base, is_true(envv((const char *const *)ch->env, E_IMDS_V1_OFF)), tok,
-                   sizeof(tok), &reachable, err, errlen) < 0 ||
-        imds_get(base, "/latest/meta-data/placement/region", tok, &a, err, errlen) < 0)
+    abort_flag = ch->abort;
+    rc = imds_token(base, is_true(envv((const char *const *)ch->env, E_IMDS_V1_OFF)), tok,
+                    sizeof(tok), &reachable, err, errlen) < 0 ||
+         imds_get(base, "/latest/meta-data/placement/region", tok, &a, err, errlen) < 0;
+    abort_flag = NULL;
+    if (rc)
         return -1;
     n = strcspn(a.body, "\r\n");
     if (n == 0 || n >= outlen || n >= TP_CREDS_REGION_MAX ||
@@ -1443,8 +1479,27 @@ void tp_creds_chain_free(tp_creds_chain *ch)
     free(ch);
 }
 
+static int chain_get(tp_creds_chain *ch, const char *region, tp_creds *out, char *err,
+                     size_t errlen);
+
+void tp_creds_chain_set_abort(tp_creds_chain *ch, const atomic_int *flag)
+{
+    ch->abort = flag;
+}
+
 int tp_creds_chain_get(tp_creds_chain *ch, const char *region, tp_creds *out, char *err,
                        size_t errlen)
+{
+    int rc;
+
+    abort_flag = ch->abort;
+    rc = chain_get(ch, region, out, err, errlen);
+    abort_flag = NULL;
+    return rc;
+}
+
+static int chain_get(tp_creds_chain *ch, const char *region, tp_creds *out, char *err,
+                     size_t errlen)
 {
     size_t i;
     int r;

@@ -30,6 +30,7 @@
 #ifndef TP_CREDS_H
 #define TP_CREDS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -94,6 +95,10 @@ void tp_creds_chain_free(tp_creds_chain *ch);
  */
 int tp_creds_chain_get(tp_creds_chain *ch, const char *region, tp_creds *out,
                        char *err, size_t errlen);
+
+/* Give up on fetching (a request in progress, a credential_process, which
+ * is killed) when *flag becomes non-zero; flag is borrowed, NULL: never. */
+void tp_creds_chain_set_abort(tp_creds_chain *ch, const atomic_int *flag);
 
 /* The region from instance metadata (placement/region) into out; 0 or -1. */
 int tp_creds_chain_imds_region(tp_creds_chain *ch, char *out, size_t outlen,

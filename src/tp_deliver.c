@@ -602,6 +602,8 @@ static void *thread_main(void *arg)
     /* A stop does not wait for a slow cluster: the entries stay. */
     tp_es_set_abort(es, &d->quit, NULL);
     tp_es_set_creds(es, d->creds);
+    if (d->chain)
+        tp_creds_chain_set_abort(d->chain, &d->quit);
     pthread_mutex_lock(&d->lock);
     while (!atomic_load(&d->quit))
         thread_step(d, es, &next_scan);
