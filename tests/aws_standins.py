@@ -145,15 +145,21 @@ class _App:
 class Imds(_App):
     ROLE = "trackpixel-role"
 
-    def __init__(self, issuer, region="us-east-1", allow_v1=False):
+    def __init__(self, issuer, region="us-east-1", allow_v1=False, token_status=None):
+        """allow_v1: GETs without a token are answered (HttpTokens=optional);
+        token_status: the token PUT answers this status instead (an IMDS
+        without v2, or a proxy that refuses PUT)."""
         super().__init__()
         self.issuer, self.region, self.allow_v1 = issuer, region, allow_v1
+        self.token_status = token_status
         self.tokens = {}
 
     def handle(self, method, path, headers, body):
         if path == "/latest/api/token":
             if method != "PUT":
                 return 405, "text/plain", b""
+            if self.token_status:
+                return self.token_status, "text/plain", b""
             ttl = headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
             if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
                 return 400, "text/plain", b""

@@ -255,6 +255,73 @@ def test_check_names_provider_expiry_region(make):
         assert s not in p.stdout + p.stderr
 
 
+def check_output(r, **env):
+    p = subprocess.run([tplib.TRACKPIXEL, "--check"], env=r.env(**env), capture_output=True,
+                       text=True, timeout=60)
+    for s in r.issuer.secrets():
+        assert s not in p.stdout + p.stderr
+    return p.returncode, [l for l in p.stdout.splitlines() if l.startswith("credentials: ")]
+
+
+@scenario
+def test_check_imds_v1_fallback_as_botocore(make):
+    r = make(lifetime=3600)
+    imds = aws.Imds(r.issuer, allow_v1=True, token_status=403)
+    r.apps.append(imds)
+    rc, line = check_output(r, AWS_EC2_METADATA_DISABLED=None,
+                            AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+    eq((rc, line), (0, ["credentials: from iam-role, expire %s; region us-east-1 (from "
+                        "AWS_REGION)" % r.issuer.issued[-1]["Expiration"]]), "v1 fallback")
+    rc, line = check_output(r, AWS_EC2_METADATA_DISABLED=None,
+                            AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url,
+                            AWS_EC2_METADATA_V1_DISABLED="true")
+    eq((rc, line), (1, ["credentials: error: iam-role: no IMDSv2 token (HTTP 403) and "
+                        "AWS_EC2_METADATA_V1_DISABLED=true"]), "v1 disabled")
+    # A 400 to the token request is not a reason to fall back.
+    imds.token_status = 400
+    rc, line = check_output(r, AWS_EC2_METADATA_DISABLED=None,
+                            AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+    eq((rc, line), (1, ["credentials: error: iam-role: instance metadata refused the token "
+                        "request (HTTP 400)"]), "400")
+
+
+@scenario
+def test_check_container_hosts(make):
+    r = make(lifetime=3600)
+    rc, line = check_output(r, AWS_CONTAINER_CREDENTIALS_FULL_URI="http://192.0.2.1/creds")
+    eq((rc, line), (1, ["credentials: error: container-role: AWS_CONTAINER_CREDENTIALS_FULL_URI "
+                        "must be https, or http to loopback, 169.254.170.2, 169.254.170.23 or "
+                        "fd00:ec2::23"]), "a host not allowed")
+    rc, line = check_output(r, AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:%d/creds"
+                            % tplib.free_port())
+    assert rc == 1 and line[0].startswith("credentials: error: container-role: http://127.0.0.1:"),\
+        line
+
+
+@scenario
+def test_stop_while_process_hangs(make):
+    """SIGTERM while a credential_process hangs: the worker exits within its
+    shutdown time, the hits stay in the journal for the next worker."""
+    r = make(lifetime=3600)
+    script = os.path.join(r.dir, "creds.sh")
+    aws.process_script(script, "http://127.0.0.1:1", mode="hang")
+    with open(os.path.join(r.dir, "config"), "w") as f:
+        f.write("[default]\ncredential_process = %s\n" % script)
+    r.start(AWS_CONFIG_FILE=os.path.join(r.dir, "config"))
+    for _ in range(3):
+        r.hit()
+    time.sleep(1)
+    t0 = time.monotonic()
+    eq(r.worker.stop(), 0, "exit status")
+    assert time.monotonic() - t0 < 4, time.monotonic() - t0
+    cont = aws.Container(r.issuer)
+    r.apps.append(cont)
+    aws.process_script(script, cont.url)
+    r.start(AWS_CONFIG_FILE=os.path.join(r.dir, "config"),
+            TRACKPIXEL_SPOOL_DIR=r.worker.spool)
+    r.delivered()
+
+
 @scenario
 def test_imds_down_while_valid(make):
     """IMDS answers 503 while the credentials are still valid: nothing waits."""

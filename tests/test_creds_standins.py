@@ -79,6 +79,18 @@ def test_imds_refuses_v1():
         conn.close()
 
 
+def test_imds_v1_fallback_botocore_session():
+    """An IMDS that refuses the token PUT (403) but answers v1: botocore falls
+    back to v1.  (This botocore predates AWS_EC2_METADATA_V1_DISABLED; test_creds
+    checks that trackpixel then refuses.)"""
+    issuer = aws.Issuer()
+    with aws.Imds(issuer, allow_v1=True, token_status=403) as imds:
+        method, c = resolved(AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+        eq(method, "iam-role", "provider")
+        eq(c.access_key, issuer.issued[-1]["AccessKeyId"], "access key")
+        eq(imds.count("PUT", "/latest/api/token"), 1, "token requests")
+
+
 def test_container_botocore_session():
     issuer = aws.Issuer()
     with aws.Container(issuer, token="Bearer pod-identity-token") as cont:
