@@ -665,6 +665,14 @@ static int start_creds(tp_deliver *d, char *err, size_t errlen)
     }
     d->creds_log.interval = LOG_INTERVAL_S;
     tp_es_set_creds(d->es, d->creds);
+    /* Keys in the environment need no network: there from the first hit. */
+    if (tp_env_get(d->cfg->envp, "AWS_ACCESS_KEY_ID") && d->cfg->region) {
+        tp_creds c;
+        char cerr[256];
+        if (tp_creds_chain_get(d->chain, d->cfg->region, &c, cerr, sizeof(cerr)) == 0)
+            tp_creds_cache_store(d->creds, tp_creds_cache_now(d->creds), &c);
+        tp_creds_wipe(&c);
+    }
     return 0;
 }
 
