@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "tp_config.h"
+#include "tp_creds.h"
 #include "tp_es.h"
 #include "tp_index.h"
 #include "tp_output.h"
@@ -97,10 +98,59 @@ static int check_cluster(const tp_config *cfg, tp_es *es, const tp_config_var *v
     return 0;
 }
 
+/*
+ * With signing: fetch the credentials (and the region when only instance
+ * metadata knows it) into a new *cache for es, and say in out where they
+ * came from, when they expire and the region; never a secret.  0, or -1
+ * with the reason in out.
+ */
+static int cli_creds(const tp_config *cfg, tp_es *es, tp_creds_cache **cache, char *out,
+                     size_t outlen)
+{
+    tp_creds_chain *ch = tp_creds_chain_new(cfg->envp);
+    char err[400], region[TP_CREDS_REGION_MAX], when[40] = "never";
+    const char *from = cfg->region_from;
+    tp_creds c;
+    struct tm tm;
+    int rc = -1;
+
+    *cache = NULL;
+    memset(&c, 0, sizeof(c));
+    snprintf(region, sizeof(region), "%s", cfg->region ? cfg->region : "");
+    if (!ch || !(*cache = tp_creds_cache_new(NULL))) {
+        snprintf(out, outlen, "out of memory");
+        goto done;
+    }
+    if (!region[0] && tp_creds_chain_imds_region(ch, region, sizeof(region), err,
+                                                 sizeof(err)) < 0) {
+        snprintf(out, outlen, "no region: %s", err);
+        goto done;
+    }
+    if (tp_creds_chain_get(ch, region, &c, err, sizeof(err)) < 0) {
+        snprintf(out, outlen, "%s", err);
+        goto done;
+    }
+    tp_creds_cache_set_region(*cache, region);
+    tp_creds_cache_store(*cache, tp_creds_cache_now(*cache), &c);
+    tp_es_set_creds(es, *cache);
+    if (c.expiration) {
+        gmtime_r(&c.expiration, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    snprintf(out, outlen, "from %s, expire %s; region %s (from %s)", c.provider, when, region,
+             from ? from : "instance metadata");
+    rc = 0;
+done:
+    tp_creds_wipe(&c);
+    tp_creds_chain_free(ch);
+    return rc;
+}
+
 static int check(char *const *envp)
 {
     tp_config cfg;
     tp_es *es = NULL;
+    tp_creds_cache *cache = NULL;
     const tp_config_var *vars;
     char err[512], shown[512];
     size_t n, i;
@@ -117,7 +167,7 @@ static int check(char *const *envp)
     printf("configuration file: %s\n", cfg.config_path ? cfg.config_path : "none");
     if (cfg.config_warning[0])
         printf("warning: %s\n", cfg.config_warning);
-    printf("signing: %s\n", cfg.signing ? "AWS SigV4" : "off (no AWS credentials and region)");
+    printf("signing: %s\n", cfg.signing ? "AWS SigV4" : "off (no AWS credentials configured)");
     printf("auth: %s\n", tp_config_auth_name(cfg.auth));
     if (cfg.es_url && strncmp(cfg.es_url, "https:", 6) == 0)
         printf("tls: certificates and host names verified with %s%s%s\n",
@@ -144,11 +194,18 @@ static int check(char *const *envp)
         printf("cluster: error: %s\n", err);
         goto done;
     }
+    if (cfg.signing) {
+        int ok = cli_creds(&cfg, es, &cache, shown, sizeof(shown)) == 0;
+        printf("credentials: %s%s\n", ok ? "" : "error: ", shown);
+        if (!ok)
+            goto done;
+    }
     rc = check_cluster(&cfg, es, vars);
     if (rc == 0)
         tp_setup_run(&cfg, 1, stdout);     /* the template: reported, not required */
 done:
     tp_es_free(es);
+    tp_creds_cache_free(cache);
     tp_config_free(&cfg);
     return rc;
 }
@@ -192,6 +249,7 @@ static int replay(const char *path, char *const *envp)
 {
     tp_config cfg;
     replay_ctx ctx = { 0 };
+    tp_creds_cache *cache = NULL;
     char err[512];
     long skipped = 0;
     int rc = 1;
@@ -210,6 +268,10 @@ static int replay(const char *path, char *const *envp)
         fprintf(stderr, "trackpixel: %s\n", err);
         goto done;
     }
+    if (cfg.signing && cli_creds(&cfg, ctx.es, &cache, err, sizeof(err)) < 0) {
+        fprintf(stderr, "trackpixel: AWS credentials: %s\n", err);
+        goto done;
+    }
     if (tp_spool_each_document(path, replay_one, &ctx, &skipped, err, sizeof(err)) < 0) {
         fprintf(stderr, "trackpixel: %s\n", err);
         goto done;
@@ -219,6 +281,7 @@ static int replay(const char *path, char *const *envp)
     rc = (ctx.rejected || ctx.unsent || skipped) ? 1 : 0;
 done:
     tp_es_free(ctx.es);
+    tp_creds_cache_free(cache);
     tp_config_free(&cfg);
     return rc;
 }

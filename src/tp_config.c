@@ -1,5 +1,7 @@
 #include "tp_config.h"
 
+#include "tp_creds.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +58,8 @@ static const tp_config_var vars[] = {
       "AWS secret access key for SigV4 signing" },
     { "AWS_SESSION_TOKEN", TP_CONF_STRING, NULL, 1,
       "AWS session token (temporary credentials), sent as X-Amz-Security-Token" },
+    { "AWS_PROFILE", TP_CONF_STRING, "default", 0,
+      "profile of the shared files (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE) whose keys, credential_process or role_arn + source_profile give the credentials" },
     { "TRACKPIXEL_CONNECT_TIMEOUT_MS", TP_CONF_MS, "2000", 0,
       "connect timeout to Elasticsearch, milliseconds" },
     { "TRACKPIXEL_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
@@ -140,7 +144,7 @@ static const slot slots[] = {
     S(es_template), S(retention_days), S(es_user_agent),
     S(aws_service), S(es_ids),
     S(region), { offsetof(tp_config, region), 1 },
-    S(access_key_id), S(secret_access_key), S(session_token),
+    S(access_key_id), S(secret_access_key), S(session_token), S(aws_profile),
     S(connect_timeout_ms), S(timeout_ms),
     S(config_path), S(es_api_key), S(es_api_key_file), S(es_user), S(es_password),
     S(es_password_file), S(es_ca_file), S(es_cert_file), S(es_key_file),
@@ -419,11 +423,40 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
                  cfg->access_key_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
         return -1;
     }
-    if (cfg->es_url && cfg->access_key_id && !cfg->region) {
-        snprintf(err, errlen, "AWS_REGION: AWS credentials are set but no region "
-                 "(AWS_REGION or AWS_DEFAULT_REGION): requests cannot be signed");
+    return 0;
+}
+
+/* Signing: on when AWS credentials are meant to be used (see
+ * tp_creds_plan_make); the region from the environment, else the
+ * profile's or the URL's, else (at run time) instance metadata. */
+static int plan_signing(tp_config *cfg, char *const *envp, char *err, size_t errlen)
+{
+    tp_creds_plan plan;
+
+    cfg->envp = envp;
+    if (!cfg->es_url)
+        return 0;
+    tp_creds_plan_make(envp, cfg->es_url, &plan);
+    cfg->signing = plan.wanted;
+    if (!cfg->signing)
+        return 0;
+    if (!cfg->region && plan.region[0] && !(cfg->region = strdup(plan.region))) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
+    cfg->region_from = plan.region_from;
+    if (!cfg->region && !plan.imds) {
+        snprintf(err, errlen, "AWS_REGION: AWS credentials are to be used but no region is "
+                 "known (AWS_REGION, AWS_DEFAULT_REGION, the profile's region, the URL; "
+                 "instance metadata is off): requests cannot be signed");
+        return -1;
+    }
+    return 0;
+}
+
+/* The rules of the settings that tp_config_load checks last. */
+static int check_settings(tp_config *cfg, char *err, size_t errlen)
+{
     if (strcmp(cfg->es_ids, "request-id") != 0 && strcmp(cfg->es_ids, "auto") != 0) {
         snprintf(err, errlen, "TRACKPIXEL_ES_IDS: request-id or auto");
         return -1;
@@ -433,12 +466,7 @@ static int check_config(tp_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "TRACKPIXEL_ES_KEY_FILE is set but TRACKPIXEL_ES_CERT_FILE is not");
         return -1;
     }
-    if (check_lists(cfg, err, errlen) < 0)
-        return -1;
-    cfg->signing = cfg->access_key_id && cfg->secret_access_key && cfg->region;
-    if (check_auth(cfg, err, errlen) < 0)
-        return -1;
-    return load_privacy(cfg, err, errlen);
+    return check_lists(cfg, err, errlen);
 }
 
 /* The first line of the file at path (a secret: never shown), into *dst,
@@ -572,9 +600,17 @@ int tp_config_load(tp_config *cfg, char *const *envp, char *err, size_t errlen)
         free(cfg->config_path);          /* no file was read */
         cfg->config_path = NULL;
     }
-    if (load_secret_files(cfg, err, errlen) < 0)
+    if (load_secret_files(cfg, err, errlen) < 0 || check_config(cfg, err, errlen) < 0 ||
+        check_settings(cfg, err, errlen) < 0)
         return -1;
-    return check_config(cfg, err, errlen);
+    /* AWS signing only when no other authentication is configured (two are
+     * a start error, check_auth says which). */
+    if (!cfg->es_api_key && !cfg->es_user && !url_has_user(cfg->es_url) &&
+        plan_signing(cfg, cfg->env, err, errlen) < 0)
+        return -1;
+    if (check_auth(cfg, err, errlen) < 0)
+        return -1;
+    return load_privacy(cfg, err, errlen);
 }
 
 void tp_config_free(tp_config *cfg)

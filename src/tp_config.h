@@ -76,7 +76,11 @@ typedef struct tp_config {
     char *access_key_id;
     char *secret_access_key;
     char *session_token;
-    int signing;                   /* credentials and region present */
+    char *aws_profile;             /* AWS_PROFILE, for --check        */
+    int signing;                   /* AWS credentials are to be used  */
+    const char *region_from;       /* where region came from (static) */
+    char *const *envp;             /* what the configuration was read
+                                      from (borrowed): for tp_creds   */
     long connect_timeout_ms;
     long timeout_ms;
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tp_buf.h"
+#include "tp_creds.h"
 #include "tp_es.h"
 #include "tp_log.h"
 #include "tp_spool.h"
@@ -53,6 +54,8 @@ struct tp_deliver {
     const tp_config *cfg;
     char dest[TP_SPOOL_DEST_MAX];  /* recorded in journals we create/claim */
     tp_es *es;                     /* the loop's client                    */
+    tp_creds_cache *creds;         /* AWS credentials (NULL: not signing)  */
+    tp_creds_chain *chain;         /* the thread's, to refresh them        */
     pthread_t thread;
     int running;
     atomic_int quit;               /* also aborts the thread's request     */
@@ -80,7 +83,7 @@ struct tp_deliver {
 
     /* The thread's own. */
     memq sending;                  /* taken from q, being delivered        */
-    tp_log_limit thread_log;
+    tp_log_limit thread_log, creds_log;
     long thread_status;            /* the status thread_log last spoke of   */
 };
 
@@ -148,9 +151,19 @@ static void cluster_up(tp_deliver *d)
     d->retry_at.tv_nsec = 0;
 }
 
-/* Lock held. */
+/* Are valid AWS credentials there (or not needed)? */
+static int creds_ready(const tp_deliver *d)
+{
+    return !d->creds ||
+           tp_creds_cache_get(d->creds, tp_creds_cache_now(d->creds), NULL, NULL, 0) == 0;
+}
+
+/* Lock held.  Without valid credentials the cluster counts as down: the
+ * hits wait in the journal until the thread has fetched them. */
 static int known_down(const tp_deliver *d)
 {
+    if (!creds_ready(d))
+        return 1;
     return d->retry_at.tv_sec && tp_ts_before(tp_mono_now(), d->retry_at);
 }
 
@@ -492,6 +505,61 @@ static void scan_spool(tp_deliver *d, tp_es *es)
     }
 }
 
+/* ------------------------------------------------- AWS credentials */
+
+/* No lock held.  Fetch credentials (and the region, when only instance
+ * metadata knows it) when they are due; never on the loop's path. */
+static void refresh_creds(tp_deliver *d)
+{
+    char err[512], region[TP_CREDS_REGION_MAX], when[32];
+    time_t now = tp_creds_cache_now(d->creds), next;
+    tp_creds c;
+    struct tm tm;
+
+    if (!tp_creds_cache_due(d->creds, now, &next))
+        return;
+    if (!tp_creds_cache_has_region(d->creds)) {
+        if (tp_creds_chain_imds_region(d->chain, region, sizeof(region), err, sizeof(err)) < 0) {
+            tp_creds_cache_failed(d->creds, now);
+            tp_log_limited(&d->creds_log, time(NULL), "AWS region unknown, hits wait in the "
+                           "journal: %s", err);
+            return;
+        }
+        tp_creds_cache_set_region(d->creds, region);
+        tp_log("AWS region %s from instance metadata", region);
+    }
+    if (tp_creds_chain_get(d->chain, d->cfg->region, &c, err, sizeof(err)) < 0) {
+        tp_creds_cache_failed(d->creds, now);
+        tp_log_limited(&d->creds_log, time(NULL), "AWS credentials unavailable (%s), hits wait "
+                       "in the journal while none are valid", err);
+        return;
+    }
+    tp_creds_cache_store(d->creds, now, &c);
+    if (c.expiration) {
+        gmtime_r(&c.expiration, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    tp_log("AWS credentials from %s%s%s", c.provider, c.expiration ? ", valid until " : "",
+           c.expiration ? when : "");
+    tp_creds_wipe(&c);
+}
+
+/* Lock held: when the thread is to look at the credentials again. */
+static struct timespec creds_wake(tp_deliver *d, struct timespec until)
+{
+    time_t now, next;
+    struct timespec at;
+
+    if (!d->creds)
+        return until;
+    now = tp_creds_cache_now(d->creds);
+    tp_creds_cache_due(d->creds, now, &next);
+    if (!next)
+        return until;
+    at = tp_ts_add_ms(tp_mono_now(), next > now ? (long)(next - now) * 1000 : 0);
+    return tp_ts_before(at, until) ? at : until;
+}
+
 /* ------------------------------------------------------ the thread */
 
 /* Lock held.  One step of the thread's loop; *next_scan is when the spool
@@ -500,6 +568,18 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
 {
     struct timespec now = tp_mono_now(), until;
     int pending = pending_bytes(d) > 0, queued = d->q.n + d->sending.n > 0, rc;
+    time_t due_at;
+    long skew;
+
+    if (d->creds && tp_creds_cache_skew_news(d->creds, &skew))
+        tp_log("clock: the cluster's Date differs from ours by %ld s: signing with its time "
+               "from now on", skew);
+    if (d->creds && tp_creds_cache_due(d->creds, tp_creds_cache_now(d->creds), &due_at)) {
+        pthread_mutex_unlock(&d->lock);
+        refresh_creds(d);
+        pthread_mutex_lock(&d->lock);
+        return;
+    }
 
     if (pending && !known_down(d)) {
         struct timespec ripe = tp_ts_add_ms(d->pending_since, LINGER_MS);
@@ -530,8 +610,9 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
         *next_scan = tp_ts_add_ms(tp_mono_now(), SCAN_INTERVAL_MS);
         return;
     }
-    until = *next_scan;
-    if ((pending || queued) && known_down(d) && tp_ts_before(d->retry_at, until))
+    until = creds_wake(d, *next_scan);
+    if ((pending || queued) && known_down(d) && d->retry_at.tv_sec &&
+        tp_ts_before(d->retry_at, until))
         until = d->retry_at;
     pthread_cond_timedwait(&d->wake, &d->lock, &until);
 }
@@ -554,6 +635,9 @@ static void *thread_main(void *arg)
     }
     /* A stop does not wait for a slow cluster: the entries stay. */
     tp_es_set_abort(es, &d->quit, NULL);
+    tp_es_set_creds(es, d->creds);
+    if (d->chain)
+        tp_creds_chain_set_abort(d->chain, &d->quit);
     pthread_mutex_lock(&d->lock);
     while (!atomic_load(&d->quit))
         thread_step(d, es, &next_scan);
@@ -601,6 +685,31 @@ static int start_thread(tp_deliver *d)
     return rc == 0 ? 0 : -1;
 }
 
+/* With signing: the credentials' cache, empty until the thread's first
+ * step fills it (the loop leaves hits to the thread until then). */
+static int start_creds(tp_deliver *d, char *err, size_t errlen)
+{
+    if (!d->cfg->signing)
+        return 0;
+    d->creds = tp_creds_cache_new(d->cfg->region);
+    d->chain = tp_creds_chain_new(d->cfg->envp);
+    if (!d->creds || !d->chain) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    d->creds_log.interval = LOG_INTERVAL_S;
+    tp_es_set_creds(d->es, d->creds);
+    /* Keys in the environment need no network: there from the first hit. */
+    if (tp_env_get(d->cfg->envp, "AWS_ACCESS_KEY_ID") && d->cfg->region) {
+        tp_creds c;
+        char cerr[256];
+        if (tp_creds_chain_get(d->chain, d->cfg->region, &c, cerr, sizeof(cerr)) == 0)
+            tp_creds_cache_store(d->creds, tp_creds_cache_now(d->creds), &c);
+        tp_creds_wipe(&c);
+    }
+    return 0;
+}
+
 tp_deliver *tp_deliver_start(const tp_config *cfg, tp_stats *stats, char *err, size_t errlen)
 {
     tp_deliver *d = calloc(1, sizeof(*d));
@@ -628,7 +737,7 @@ tp_deliver *tp_deliver_start(const tp_config *cfg, tp_stats *stats, char *err, s
         goto fail;
     }
     d->es = tp_es_new(cfg, err, errlen);
-    if (!d->es)
+    if (!d->es || start_creds(d, err, errlen) < 0)
         goto fail;
     open_journal(d);
     if (start_thread(d) < 0) {
@@ -696,6 +805,8 @@ void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
         tp_deliver_counters_get(d, final);
     tp_journal_close(d->journal);
     tp_es_free(d->es);
+    tp_creds_chain_free(d->chain);
+    tp_creds_cache_free(d->creds);
     memq_free(&d->q);
     memq_free(&d->sending);
     pthread_cond_destroy(&d->wake);

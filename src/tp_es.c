@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tp_buf.h"
+#include "tp_creds.h"
 #include "tp_sigv4.h"
 
 /* The secret key, the session token, the URL's password and the Basic
@@ -38,6 +39,9 @@ struct tp_es {
     size_t nsecrets;
     tp_sigv4_key_cache keys;   /* the signing key, derived once a day */
     char *api_key_header;      /* "ApiKey <key>", or NULL              */
+    tp_creds_cache *creds;     /* borrowed: the current AWS credentials */
+    tp_creds cur;              /* this request's copy of them          */
+    char date[64];             /* the last answer's Date header        */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -96,6 +100,28 @@ void tp_es_set_abort(tp_es *es, const atomic_int *flag, const struct timespec *d
     es->abort_flag = flag;
     es->deadline = deadline;
     curl_easy_setopt(es->curl, CURLOPT_NOPROGRESS, (flag || deadline) ? 0L : 1L);
+}
+
+/* libcurl's header callback: keeps the Date header (for clock skew). */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    tp_es *es = userp;
+    size_t n = size * nmemb;
+
+    if (n > 5 && strncasecmp(data, "date:", 5) == 0) {
+        size_t v = 5, e = n;
+        while (v < n && (data[v] == ' ' || data[v] == '\t'))
+            v++;
+        while (e > v && (data[e - 1] == '\r' || data[e - 1] == '\n' || data[e - 1] == ' '))
+            e--;
+        snprintf(es->date, sizeof(es->date), "%.*s", (int)(e - v), data + v);
+    }
+    return n;
+}
+
+void tp_es_set_creds(tp_es *es, tp_creds_cache *creds)
+{
+    es->creds = creds;
 }
 
 static int parse_url(tp_es *es, const char *url, char *err, size_t errlen)
@@ -313,6 +339,8 @@ tp_es *tp_es_new(const tp_config *cfg, char *err, size_t errlen)
         goto fail;
     curl_easy_setopt(es->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(es->curl, CURLOPT_WRITEDATA, es);
+    curl_easy_setopt(es->curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(es->curl, CURLOPT_HEADERDATA, es);
     curl_easy_setopt(es->curl, CURLOPT_ERRORBUFFER, es->curl_err);
     curl_easy_setopt(es->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(es->curl, CURLOPT_XFERINFODATA, es);
@@ -330,6 +358,7 @@ void tp_es_free(tp_es *es)
     if (es->curl)
         curl_easy_cleanup(es->curl);
     tp_sigv4_key_cache_clear(&es->keys);
+    tp_creds_wipe(&es->cur);
     free(es->base);
     free(es->prefix);
     free(es->host_header);
@@ -360,14 +389,28 @@ const char *tp_es_answer(const tp_es *es, size_t *len)
 /* Replace every secret in s[0..*len) by "[hidden]", in place (s has room
  * for cap bytes and stays NUL-terminated).  Returns 0, or -1 when the text
  * would not fit: it is then cut where the secret began. */
+/* Secret i: the configured ones, then the current credentials'. */
+static const char *secret_at(const tp_es *es, size_t i)
+{
+    if (i < es->nsecrets)
+        return es->secrets[i];
+    if (i == es->nsecrets && es->cur.secret_access_key[0])
+        return es->cur.secret_access_key;
+    if (i == es->nsecrets + 1 && es->cur.session_token[0])
+        return es->cur.session_token;
+    return NULL;
+}
+
 static int scrub(const tp_es *es, char *s, size_t *len, size_t cap)
 {
     static const char mark[] = "[hidden]";
     const size_t mlen = sizeof(mark) - 1;
     size_t i;
 
-    for (i = 0; i < es->nsecrets; i++) {
-        const char *sec = es->secrets[i];
+    for (i = 0; i < es->nsecrets + 2; i++) {
+        const char *sec = secret_at(es, i);
+        if (!sec)
+            continue;
         size_t slen = strlen(sec), at = 0;
         char *hit;
 
@@ -400,12 +443,13 @@ static void scrub_answer(tp_es *es)
 {
     size_t need = es->answer_len + 1, i;
 
-    if (!es->nsecrets || !es->answer_len)
+    if (!es->answer_len)
         return;
-    for (i = 0; i < es->nsecrets; i++) {
-        size_t slen = strlen(es->secrets[i]), at = 0;
+    for (i = 0; i < es->nsecrets + 2; i++) {
+        const char *sec = secret_at(es, i);
+        size_t slen = sec ? strlen(sec) : 0, at = 0;
         const char *hit;
-        while ((hit = memmem(es->answer + at, es->answer_len - at, es->secrets[i], slen))) {
+        while (sec && (hit = memmem(es->answer + at, es->answer_len - at, sec, slen))) {
             need += slen < 8 ? 8 - slen : 0;
             at = (size_t)(hit - es->answer) + slen;
         }
@@ -473,7 +517,7 @@ tp_es_result tp_es_classify(long status)
 
 static int add_header(struct curl_slist **list, const char *name, const char *value)
 {
-    char line[TP_SIGV4_AUTH_MAX + 64];
+    char line[TP_CREDS_TOKEN_MAX + 64];
     struct curl_slist *n;
 
     if (snprintf(line, sizeof(line), "%s: %s", name, value) >= (int)sizeof(line))
@@ -525,8 +569,21 @@ static int make_headers(tp_es *es, const char *method, const char *full_path,
                                  (const unsigned char *)body, len };
         tp_sigv4_creds creds = { cfg->access_key_id, cfg->secret_access_key, cfg->session_token };
         tp_sigv4_params params = { cfg->region, cfg->aws_service, now, 1, aoss, 0, 0 };
-        char serr[256];
+        char serr[256], region[TP_CREDS_REGION_MAX];
 
+        if (es->creds) {
+            params.now = tp_creds_cache_now(es->creds);
+            if (tp_creds_cache_get(es->creds, params.now, &es->cur, region, sizeof(region)) < 0) {
+                snprintf(err, errlen, "no valid AWS credentials yet (or a region): the "
+                         "delivery thread fetches them");
+                *oom = 1;          /* not this request's fault: a retry */
+                return -1;
+            }
+            creds.access_key_id = es->cur.access_key_id;
+            creds.secret_access_key = es->cur.secret_access_key;
+            creds.session_token = es->cur.session_token[0] ? es->cur.session_token : NULL;
+            params.region = region;
+        }
         if (tp_sigv4_sign_cached(&req, &creds, &params, &es->keys, sig, serr, sizeof(serr)) < 0) {
             snprintf(err, errlen, "signing failed: %s", serr);
             *oom = 0;
@@ -534,8 +591,8 @@ static int make_headers(tp_es *es, const char *method, const char *full_path,
         }
         if (add_header(headers, "X-Amz-Date", sig->amz_date) < 0 ||
             add_header(headers, "Authorization", sig->authorization) < 0 ||
-            (cfg->session_token &&
-             add_header(headers, "X-Amz-Security-Token", cfg->session_token) < 0) ||
+            (creds.session_token &&
+             add_header(headers, "X-Amz-Security-Token", creds.session_token) < 0) ||
             (aoss && add_header(headers, "x-amz-content-sha256", sig->content_sha256) < 0))
             goto oom;
     }
@@ -595,6 +652,22 @@ static void explain(tp_es *es, long code, char *err, size_t errlen)
     snprintf(err, errlen, "HTTP %ld%s%s", code, reason[0] ? ": " : "", reason);
 }
 
+/* A 400/403 naming the credentials or the clock: ask for a refresh, or
+ * learn the cluster's clock from its Date header. */
+static void creds_refused(tp_es *es)
+{
+    time_t server;
+    int kind;
+
+    if (!es->creds || !es->answer_len)
+        return;
+    kind = tp_creds_answer_kind(es->answer);
+    if (kind == 2 && tp_creds_parse_http_date(es->date, &server) == 0)
+        tp_creds_cache_set_skew(es->creds, server, tp_creds_cache_now(es->creds));
+    else if (kind)
+        tp_creds_cache_reject(es->creds);
+}
+
 tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
                            const char *query, const char *content_type,
                            const char *body, size_t len, time_t now,
@@ -628,8 +701,11 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
         result = oom ? TP_ES_RETRY : TP_ES_REJECT;
         goto done;
     }
+    es->date[0] = '\0';
     if (perform(es, method, body, len, headers, status, err, errlen) < 0)
         goto done;
+    if (*status == 403 || *status == 400)
+        creds_refused(es);
     result = tp_es_classify(*status);
     if (result != TP_ES_OK)
         explain(es, *status, err, errlen);

@@ -90,6 +90,17 @@ tp_es_result tp_es_request(tp_es *es, const char *method, const char *path,
  */
 void tp_es_set_abort(tp_es *es, const atomic_int *flag, const struct timespec *deadline);
 
+/*
+ * Sign with the credentials and region of creds (borrowed; NULL: the
+ * configuration's keys) and its corrected clock.  Without valid
+ * credentials a request is TP_ES_RETRY with status 0 and not sent.  A 400
+ * or 403 answer naming expired or invalid credentials or signature asks
+ * creds for a refresh (tp_creds_cache_reject); one naming a clock skew
+ * sets its offset from the answer's Date header.
+ */
+struct tp_creds_cache;
+void tp_es_set_creds(tp_es *es, struct tp_creds_cache *creds);
+
 /* Free the answer buffer if a large answer made it grow (keeps a worker's
  * memory flat after a big backlog); the last answer is then gone. */
 void tp_es_trim(tp_es *es);

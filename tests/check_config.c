@@ -148,16 +148,56 @@ START_TEST(bad_values)
 }
 END_TEST
 
+/* Keys without a region: a start error when instance metadata, the last
+ * place a region can come from, is off; otherwise it is asked at run time. */
 START_TEST(keys_without_region)
 {
     char *env[] = { "TRACKPIXEL_ES_URL=http://127.0.0.1:9200", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
-                    "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL };
+                    "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    "AWS_EC2_METADATA_DISABLED=true", NULL };
     tp_config cfg;
     char err[256] = "";
 
     ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "AWS_REGION"));
     ck_assert_ptr_null(strstr(err, "EXAMPLEKEY"));
+    tp_config_free(&cfg);
+
+    env[3] = NULL;
+    ck_assert_int_eq(tp_config_load(&cfg, env, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.signing, 1);
+    ck_assert_ptr_null(cfg.region);
+    ck_assert_str_eq(cfg.region_from, "instance metadata");
+    tp_config_free(&cfg);
+}
+END_TEST
+
+/* Signing and the region without keys in the environment. */
+START_TEST(signing_plan)
+{
+    char *aws_url[] = { "TRACKPIXEL_ES_URL=https://search-a-b.eu-central-1.es.amazonaws.com",
+                        NULL };
+    char *plain[] = { "TRACKPIXEL_ES_URL=http://127.0.0.1:9200", "AWS_REGION=us-east-2", NULL };
+    char *service[] = { "TRACKPIXEL_ES_URL=https://logs.example.com", "AWS_REGION=us-east-2",
+                        "TRACKPIXEL_AWS_SERVICE=es", NULL };
+    tp_config cfg;
+    char err[256] = "";
+
+    ck_assert_int_eq(tp_config_load(&cfg, aws_url, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.signing, 1);
+    ck_assert_str_eq(cfg.region, "eu-central-1");
+    ck_assert_str_eq(cfg.region_from, "TRACKPIXEL_ES_URL");
+    tp_config_free(&cfg);
+
+    /* A region alone does not sign for a cluster that is not AWS's. */
+    ck_assert_int_eq(tp_config_load(&cfg, plain, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.signing, 0);
+    tp_config_free(&cfg);
+
+    ck_assert_int_eq(tp_config_load(&cfg, service, err, sizeof(err)), 0);
+    ck_assert_int_eq(cfg.signing, 1);
+    ck_assert_str_eq(cfg.region, "us-east-2");
+    ck_assert_str_eq(cfg.region_from, "AWS_REGION");
     tp_config_free(&cfg);
 }
 END_TEST
@@ -461,6 +501,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, keys_without_region);
     tcase_add_loop_test(tc, auth_modes, 0, (int)(sizeof(auth_cases) / sizeof(auth_cases[0])));
     tcase_add_test(tc, secret_files);
+    tcase_add_test(tc, signing_plan);
     suite_add_tcase(s, tc);
     tcase_add_loop_test(tf, file_lines, 0, (int)(sizeof(lines) / sizeof(lines[0])));
     tcase_add_test(tf, file_bounds);

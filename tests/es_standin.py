@@ -13,7 +13,14 @@ Run it with Debian's python3 (it has python3-botocore):
         [--access-key AK --secret-key SK] [--session-token TOKEN]
         [--require-signature] [--basic-user U --basic-password P] [--api-key KEY]
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--aoss-time-series]
-        [--verbose]
+        [--issued] [--max-skew SECONDS] [--verbose]
+
+With --issued, as Amazon's clusters do with temporary credentials, only the
+credentials registered through POST /_standin/credentials are accepted, each
+until its expiry: an unknown key id is refused with "The security token
+included in the request is invalid.", an expired one with "The security token
+included in the request is expired".  --max-skew (default 900; AWS's services
+allow 300) is how far X-Amz-Date may be from the stand-in's clock.
 
 It binds 127.0.0.1 only.  --secret-key, --session-token, --basic-password and
 --api-key may instead come from ES_STANDIN_SECRET_KEY, ES_STANDIN_SESSION_TOKEN,
@@ -63,6 +70,10 @@ Control API (never signed, never recorded, never faulted):
     POST /_standin/reset           forget all indices, documents, requests and the mode
     GET  /_standin/mode            {"mode": {...}}
     POST /_standin/mode  {...}     set the fault mode ({} = normal), answers {"mode": ...}
+    POST /_standin/credentials {"access_key", "secret_key", "session_token", "expires"}
+                                   with --issued: accept these (until expires, epoch
+                                   seconds; null: for ever) besides any others issued;
+                                   answers {"issued": N}
         delay_ms: int     sleep this long before answering
         status: int       answer this status with an Elasticsearch-like error body
         body: any JSON    with status: answer this body instead
@@ -126,6 +137,7 @@ MSG_BAD_SIGNATURE = ("The request signature we calculated does not match the sig
                      "provided. Check your AWS Secret Access Key and signing method. Consult "
                      "the service documentation for details.")
 MSG_BAD_TOKEN = "The security token included in the request is invalid."
+MSG_EXPIRED_TOKEN = "The security token included in the request is expired"
 MSG_INCOMPLETE = ("Authorization header requires 'Credential' parameter. Authorization header "
                   "requires 'Signature' parameter. Authorization header requires "
                   "'SignedHeaders' parameter. Authorization header requires existence of "
@@ -702,12 +714,14 @@ def verify_sigv4(cfg, method, raw_path, raw_query, headers, body, now=None):
     if cred[4] != "aws4_request":
         return fail("Credential should be scoped with a valid terminator: 'aws4_request', not "
                     "'%s'. " % cred[4], "credential scope does not end in aws4_request")
-    if when < now - MAX_SKEW:
-        return fail("Signature expired: %s is now earlier than %s (%s - 15 min.)"
-                    % (stamp, _iso(now - MAX_SKEW), _iso(now)), "X-Amz-Date is too old")
-    if when > now + MAX_SKEW:
-        return fail("Signature not yet current: %s is still later than %s (%s + 15 min.)"
-                    % (stamp, _iso(now + MAX_SKEW), _iso(now)), "X-Amz-Date is in the future")
+    skew = getattr(cfg, "max_skew", None) or MAX_SKEW
+    if when < now - skew:
+        return fail("Signature expired: %s is now earlier than %s (%s - %d min.)"
+                    % (stamp, _iso(now - skew), _iso(now), skew // 60), "X-Amz-Date is too old")
+    if when > now + skew:
+        return fail("Signature not yet current: %s is still later than %s (%s + %d min.)"
+                    % (stamp, _iso(now + skew), _iso(now), skew // 60),
+                    "X-Amz-Date is in the future")
 
     if "host" not in signed_list:
         return fail(MSG_HOST_UNSIGNED, "host is not a signed header")
@@ -1315,6 +1329,44 @@ class Config:
         self.api_key = args.api_key
         self.aoss_time_series = args.aoss_time_series
         self.verbose = args.verbose
+        self.issued = {} if getattr(args, "issued", False) else None
+        self.issued_lock = threading.Lock()
+        self.max_skew = getattr(args, "max_skew", None) or MAX_SKEW
+
+
+class _IssuedView:
+    """One request's view of a Config with --issued: the credentials of the
+    key id the request names."""
+    def __init__(self, cfg, access_key, secret_key, session_token):
+        self.region, self.service = cfg.region, cfg.service
+        self.require_signature, self.max_skew = True, cfg.max_skew
+        self.access_key, self.secret_key, self.session_token = (access_key, secret_key,
+                                                                session_token)
+
+
+def verify_issued(cfg, method, raw_path, raw_query, headers, body):
+    """verify_sigv4 against the issued credentials the Authorization names."""
+    auth = [v for k, v in headers if k.lower() == "authorization"]
+    key_id = None
+    if len(auth) == 1 and "Credential=" in auth[0]:
+        key_id = auth[0].split("Credential=", 1)[1].split("/", 1)[0]
+    with cfg.issued_lock:
+        found = cfg.issued.get(key_id)
+    if found is None:
+        view = _IssuedView(cfg, None, None, None)
+        if not auth:
+            view.access_key = ""
+            return verify_sigv4(view, method, raw_path, raw_query, headers, body)
+        res = verify_sigv4(_NO_KEYS, method, raw_path, raw_query, headers, body)
+        res["sig_error"], res["fail"] = "key id not issued", (403, {"message": MSG_BAD_TOKEN})
+        return res
+    secret, token, expires = found
+    res = verify_sigv4(_IssuedView(cfg, key_id, secret, token), method, raw_path, raw_query,
+                       headers, body)
+    if res["fail"] is None and expires is not None and time.time() >= expires:
+        res["sig_ok"], res["sig_error"] = False, "credentials expired"
+        res["fail"] = (403, {"message": MSG_EXPIRED_TOKEN})
+    return res
 
 
 class BodyError(Exception):
@@ -1456,6 +1508,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if "content-type" not in names and status not in (204, 304):
             out.append("content-type: " + JSON_CT)
         out.extend("%s: %s" % (k, v) for k, v in headers)
+        cfg = self.server.cfg
+        if (cfg.access_key is not None or cfg.issued is not None) and "date" not in names:
+            # Amazon's front end dates its answers (Elasticsearch alone does not).
+            out.append("Date: " + email.utils.formatdate(usegmt=True))
         if status not in (204, 304) and status >= 200:
             out.append("content-length: %d" % len(data))
         if self.close_connection:
@@ -1513,7 +1569,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["basic_ok"] = ok
             sig = verify_sigv4(_NO_KEYS, self.command, raw_path, raw_query, [], body)
         else:
-            sig = verify_sigv4(cfg, self.command, raw_path, raw_query, headers, body)
+            if cfg.issued is not None:
+                sig = verify_issued(cfg, self.command, raw_path, raw_query, headers, body)
+            else:
+                sig = verify_sigv4(cfg, self.command, raw_path, raw_query, headers, body)
             if sig["fail"]:
                 fail = sig["fail"] + ([],)
         sig.pop("fail")
@@ -1601,6 +1660,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, {"acknowledged": True})
         if raw_path == "/_standin/mode" and method == "GET":
             return self._send(200, {"mode": cluster.get_mode()})
+        if raw_path == "/_standin/credentials" and method == "POST" and \
+                self.server.cfg.issued is not None:
+            c = json.loads(body.decode("utf-8"))
+            cfg = self.server.cfg
+            with cfg.issued_lock:
+                cfg.issued[c["access_key"]] = (c["secret_key"], c.get("session_token"),
+                                               c.get("expires"))
+                n = len(cfg.issued)
+            return self._send(200, {"issued": n})
         if raw_path == "/_standin/mode" and method == "POST":
             try:
                 mode = json.loads(body.decode("utf-8")) if body.strip() else {}
@@ -1701,6 +1769,10 @@ def main(argv=None):
     ap.add_argument("--version-number", default="7.10.2", help="the version GET / says")
     ap.add_argument("--no-user-agent", action="store_true",
                     help="the cluster has no user_agent ingest processor")
+    ap.add_argument("--issued", action="store_true",
+                    help="accept only credentials registered with POST /_standin/credentials")
+    ap.add_argument("--max-skew", type=int, default=MAX_SKEW,
+                    help="seconds X-Amz-Date may be off (AWS: 300)")
     args = ap.parse_args(argv)
     env = os.environ
     args.secret_key = args.secret_key or env.get("ES_STANDIN_SECRET_KEY") or None
@@ -1870,6 +1942,10 @@ class Standin:
             argv += ["--version-number", o["version_number"]]
         if o.get("user_agent") is False:
             argv.append("--no-user-agent")
+        if o.get("issued"):
+            argv.append("--issued")
+        if o.get("max_skew"):
+            argv += ["--max-skew", str(o["max_skew"])]
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
@@ -1999,6 +2075,12 @@ class Standin:
                          sign=self.opts.get("access_key") is not None)
         if r.status != 200:
             raise StandinError("safe_template: %d %s" % (r.status, r.body[:200]))
+
+    def issue(self, access_key, secret_key, session_token=None, expires=None):
+        """With issued=True: accept these credentials until expires (epoch seconds)."""
+        return self._control("POST", "/_standin/credentials",
+                             dict(access_key=access_key, secret_key=secret_key,
+                                  session_token=session_token, expires=expires))["issued"]
 
     # -- Elasticsearch requests
     def sign(self, method, path, body=b"", headers=None, **kw):
