@@ -9,7 +9,8 @@
 # Only the paths of the shipped file are changed (the program, lighttpd's
 # socket, the configuration file); everything else is what
 # /etc/lighttpd/conf-available/50-trackpixel.conf would say.  The
-# configuration file, demo/trackpixel.conf, names the output file.
+# configuration file, demo/trackpixel.conf, names the output file and the
+# spool directory.
 #
 # Environment: TRACKPIXEL_DEMO_PORT (8080), TRACKPIXEL_DEMO_DIR (./demo),
 # TRACKPIXEL_BIN (./src/trackpixel).
@@ -45,7 +46,10 @@ fi
 # trackpixel's configuration file: readable by the worker's user, writable
 # by its owner only (trackpixel refuses it otherwise).
 rm -f "$dir/trackpixel.conf"
-(umask 077 && echo "TRACKPIXEL_OUTPUT=$dir/events.ndjson" > "$dir/trackpixel.conf")
+# The spool (the workers' statistics for /pixel/_metrics) stays in the demo's
+# directory too.
+(umask 077 && printf 'TRACKPIXEL_OUTPUT=%s\nTRACKPIXEL_SPOOL_DIR=%s\n' \
+    "$dir/events.ndjson" "$dir/spool" > "$dir/trackpixel.conf")
 if [ -n "$user" ]; then
     chgrp "$user" "$dir/trackpixel.conf"
     chmod 0640 "$dir/trackpixel.conf"
