@@ -406,7 +406,7 @@ def test_purge_keeps_undelivered_hits(c):
     finally:
         stop(srv)
     status = run(["runuser", "-u", "www-data", "--", SBIN, "--spool-status"], check=False,
-                 env={"PATH": "/usr/bin:/bin", "TRACKPIXEL_CONFIG": CONF})
+                 env=dict(clean_env(), TRACKPIXEL_CONFIG=CONF))
     if not re.search(r"^pending: 1 entries", status.stdout, re.M):
         raise AssertionError("--spool-status does not show the pending hit:\n%s%s"
                              % (status.stdout, status.stderr))
