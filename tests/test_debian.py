@@ -383,9 +383,21 @@ def test_lighttpd_installed_snippet(c):
 
 def test_purge_leaves_nothing(c):
     """apt-get purge: no file of the package left, the configuration gone,
-    and the spool, whose journals were all delivered, gone too."""
+    and the spool, whose journals were all delivered, gone too (a journal
+    delivered to its end by its .done offset, one that is only its first
+    line)."""
     if not hasattr(c, "files"):
         raise AssertionError("the package is not installed")
+    # What a worker killed after its deliveries leaves: a journal whose
+    # .done offset is its size, and one that holds only its first line.
+    first = b"#trackpixel-journal 2 http://127.0.0.1:9 events\n"
+    with open(os.path.join(SPOOL, "journal.1.000000000001.ndjson"), "wb") as f:
+        f.write(first + b"#00000010 00000000\n{}\n{}\n")
+        size = f.tell()
+    with open(os.path.join(SPOOL, "journal.1.000000000001.ndjson.done"), "w") as f:
+        f.write("%020d\n" % size)
+    with open(os.path.join(SPOOL, "journal.2.000000000002.ndjson"), "wb") as f:
+        f.write(first)
     comment("the spool before the purge: %s" % " ".join(sorted(os.listdir(SPOOL))))
     out = purge()
     comment("apt-get purge:\n" + "\n".join(l for l in out.splitlines() if "trackpixel" in l))
