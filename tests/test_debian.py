@@ -98,7 +98,9 @@ def missing_precondition():
         return "no mod_fcgid (libapache2-mod-fcgid)"
     if "yes" in (os.environ.get("TP_SANITIZERS"), os.environ.get("TP_TSAN")):
         return "a sanitizer build: the package is built from the checkout, not from this build"
-    if run(["git", "-C", tplib.SRCDIR, "rev-parse", "HEAD"], check=False).returncode != 0:
+    top = run(["git", "-C", tplib.SRCDIR, "rev-parse", "--show-toplevel"], check=False)
+    if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(tplib.SRCDIR):
+        # make distcheck's tree is not one (even inside a checkout).
         return "%s is not a git checkout: the package is built from one" % tplib.SRCDIR
     if installed():
         return "trackpixel is installed on this machine: the test does not replace it"
