@@ -108,6 +108,8 @@ def missing_precondition():
         return "/etc/trackpixel exists and is not the package's: the test does not take it over"
     if holds_hits(SPOOL):
         return "%s holds journals or dead letters that are not the test's" % SPOOL
+    if run(["dpkg-statoverride", "--list", SPOOL], check=False).returncode == 0:
+        return "a dpkg-statoverride for %s that is not the test's" % SPOOL
     return None
 
 
@@ -125,6 +127,7 @@ def setup():
     c.dir = tempfile.mkdtemp(prefix="tp-deb-")
     os.chmod(c.dir, 0o755)
     c.made_rundir = False
+    c.override = False
     c.es = None
     c.start = time.monotonic()
     src = os.path.join(c.dir, "trackpixel")
@@ -160,6 +163,8 @@ def teardown(c):
         # It held no hits when the test began (missing_precondition): what
         # it holds now is the test's.
         shutil.rmtree(SPOOL, ignore_errors=True)
+        if c.override:
+            run(["dpkg-statoverride", "--remove", SPOOL], check=False)
         if c.made_rundir:
             shutil.rmtree(LIGHTTPD_RUNDIR, ignore_errors=True)
     finally:
@@ -411,8 +416,12 @@ def test_purge_leaves_nothing(c):
 def test_purge_keeps_undelivered_hits(c):
     """A hit the cluster never took (its URL a closed port) stays in the
     spool's journal; purge keeps the spool, names the journal, and removes
-    the rest (also the snippet's link that a2enconf made)."""
+    the rest (also the snippet's link that a2enconf made).  This install
+    finds a dpkg-statoverride for the spool and makes it so."""
+    run(["dpkg-statoverride", "--add", "www-data", "www-data", "0700", SPOOL])
+    c.override = True
     install(c)
+    eq(mode_of(SPOOL), ("www-data", "www-data", "0700"), SPOOL + " with a dpkg-statoverride")
     settings = {"TRACKPIXEL_ES_URL": "http://127.0.0.1:%d" % tplib.free_port()}
     srv = server(Apache, APACHE_SNIPPET, settings)
     try:
