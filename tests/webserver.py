@@ -293,7 +293,13 @@ class Server:
 
     name = "server"
 
-    def __init__(self, workdir=None, port=None, settings=None, secrets=None):
+    def __init__(self, workdir=None, port=None, settings=None, secrets=None, installed=None):
+        # installed: a package's files instead of the build's program and the
+        # rendered shipped file: {"snippet": the server's snippet as the
+        # package installed it, included unchanged; "binary": the program it
+        # names; "config": trackpixel's configuration file it names;
+        # "spool": the default TRACKPIXEL_SPOOL_DIR, left to the program}.
+        self.installed = installed
         self.tag = uuid.uuid4().hex
         self.port = port or free_port()
         self.settings = dict(settings or {})
@@ -308,17 +314,22 @@ class Server:
         if os.geteuid() == 0:
             os.chmod(self.dir, 0o755)
             os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
-        self.binary = program_for(self.user, self.dir)
         self.output = os.path.join(self.rundir, "events.ndjson")
-        self.spool = os.path.join(self.rundir, "spool")
-        os.makedirs(self.spool, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(self.spool, pw.pw_uid, pw.pw_gid)
-        # The shipped files' system paths, moved into the work directory.
         self.settings.setdefault("TRACKPIXEL_OUTPUT", self.output)
-        self.settings.setdefault("TRACKPIXEL_SPOOL_DIR", self.spool)
-        # /etc/trackpixel/trackpixel.conf of the shipped files.
-        self.config_path = os.path.join(self.dir, "etc-trackpixel.conf")
+        if installed:
+            self.binary = installed["binary"]
+            self.spool = installed["spool"]
+            self.config_path = installed["config"]
+        else:
+            self.binary = program_for(self.user, self.dir)
+            self.spool = os.path.join(self.rundir, "spool")
+            os.makedirs(self.spool, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(self.spool, pw.pw_uid, pw.pw_gid)
+            # The shipped files' system paths, moved into the work directory.
+            self.settings.setdefault("TRACKPIXEL_SPOOL_DIR", self.spool)
+            # /etc/trackpixel/trackpixel.conf of the shipped files.
+            self.config_path = os.path.join(self.dir, "etc-trackpixel.conf")
         self.exits = {}              # pid -> (comm, "exit N" | "signal N")
         self.known = {}              # pid -> comm, every process of ours seen
         self.ready = set()           # trackpixel pids seen with their SIGTERM handler
@@ -493,8 +504,11 @@ class Apache(Server):
         return {"Connection": "close"}
 
     def render(self):
-        with open(self.rendered_path, "w") as f:
-            f.write(render_apache(self.binary, self.config_path))
+        if self.installed:
+            self.rendered_path = self.installed["snippet"]
+        else:
+            with open(self.rendered_path, "w") as f:
+                f.write(render_apache(self.binary, self.config_path))
         self.write_config()
         htdocs = os.path.join(self.dir, "htdocs")
         os.makedirs(htdocs, exist_ok=True)
@@ -640,13 +654,17 @@ class Lighttpd(Server):
         self.proc = None
 
     def render(self):
-        if self.variant == "spawn":
-            text = render_lighttpd(self.binary, self.socket_path, self.config_path)
+        if self.installed:
+            self.rendered_path = self.installed["snippet"]
             self.write_config()
         else:
-            text = render_lighttpd_socket(self.socket_path)
-        with open(self.rendered_path, "w") as f:
-            f.write(text)
+            if self.variant == "spawn":
+                text = render_lighttpd(self.binary, self.socket_path, self.config_path)
+                self.write_config()
+            else:
+                text = render_lighttpd_socket(self.socket_path)
+            with open(self.rendered_path, "w") as f:
+                f.write(text)
         htdocs = os.path.join(self.dir, "htdocs")
         os.makedirs(htdocs, exist_ok=True)
         lines = ["# Written by tests/webserver.py; the tested file is %s." % self.rendered_path,
