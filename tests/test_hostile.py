@@ -3,7 +3,7 @@ and the document the worker builds is one that Elasticsearch accepts (the
 stand-in parses strict UTF-8 JSON like Elasticsearch and checks every SigV4
 signature), holding exactly the repaired values below.
 
-Each input class of issue 5 is a table, input -> expected field values, sent
+Each class of hostile input is a table, input -> expected field values, sent
 through the real cgi-fcgi client to one worker (env values as bytes where the
 bytes are not UTF-8, as Apache passes them).  Then the raw-byte rows again
 through a real Apache (the shipped configuration, tests/webserver.py), which
