@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_list.h"
+
 #define MAX_RANGES 64
 #define MAX_ENTRY 64
 
@@ -35,8 +37,9 @@ static int to_v6(const char *s, unsigned char out[16])
     return inet_pton(AF_INET6, s, out) == 1 ? 6 : 0;
 }
 
-static int add_range(tp_acl *a, const char *s, size_t len, char *err, size_t errlen)
+static int add_range(void *ctx, const char *s, size_t len, char *err, size_t errlen)
 {
+    tp_acl *a = ctx;
     char buf[MAX_ENTRY + 1], *slash, *end = NULL;
     long bits;
     int fam;
@@ -75,7 +78,6 @@ bad:
 tp_acl *tp_acl_parse(const char *list, char *err, size_t errlen)
 {
     tp_acl *a = calloc(1, sizeof(*a));
-    const char *s = list, *comma;
 
     if (!a) {
         snprintf(err, errlen, "out of memory");
@@ -83,14 +85,8 @@ tp_acl *tp_acl_parse(const char *list, char *err, size_t errlen)
     }
     if (!list || !*list)
         return a;
-    for (;;) {
-        comma = strchr(s, ',');
-        if (add_range(a, s, comma ? (size_t)(comma - s) : strlen(s), err, errlen) < 0)
-            goto fail;
-        if (!comma)
-            break;
-        s = comma + 1;
-    }
+    if (tp_list_each(list, add_range, a, err, errlen) < 0)
+        goto fail;
     return a;
 fail:
     free(a);

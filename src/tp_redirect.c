@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tp_list.h"
 #include "tp_query.h"
 
 #define MAX_PATTERNS 64
@@ -50,8 +51,9 @@ static int is_host_name(const char *s, size_t len)
     return 1;
 }
 
-static int add_pattern(tp_redirect_allow *a, const char *s, size_t len, char *err, size_t errlen)
+static int add_pattern(void *ctx, const char *s, size_t len, char *err, size_t errlen)
 {
+    tp_redirect_allow *a = ctx;
     pattern *p;
     size_t i;
 
@@ -85,7 +87,6 @@ static int add_pattern(tp_redirect_allow *a, const char *s, size_t len, char *er
 tp_redirect_allow *tp_redirect_allow_parse(const char *list, char *err, size_t errlen)
 {
     tp_redirect_allow *a = NULL;
-    const char *s = list, *comma;
 
     if (errlen)
         err[0] = '\0';
@@ -96,14 +97,8 @@ tp_redirect_allow *tp_redirect_allow_parse(const char *list, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (;;) {
-        comma = strchr(s, ',');
-        if (add_pattern(a, s, comma ? (size_t)(comma - s) : strlen(s), err, errlen) < 0)
-            goto fail;
-        if (!comma)
-            break;
-        s = comma + 1;
-    }
+    if (tp_list_each(list, add_pattern, a, err, errlen) < 0)
+        goto fail;
     return a;
 fail:
     free(a);
