@@ -779,6 +779,17 @@ static void report_left(tp_deliver *d)
     }
 }
 
+/* The counters as they stand. */
+static void counters_get(tp_deliver *d, tp_deliver_counters *out)
+{
+    out->delivered = atomic_load(&d->st->v[TP_ST_DELIVERED]);
+    out->deadletters = atomic_load(&d->st->v[TP_ST_DEADLETTERS]);
+    out->dropped = atomic_load(&d->st->v[TP_ST_DROPPED]);
+    out->journal_errors = atomic_load(&d->st->v[TP_ST_JOURNAL_ERRORS]);
+    out->damaged = atomic_load(&d->st->v[TP_ST_DAMAGED]);
+}
+
+
 void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
 {
     struct timespec deadline;
@@ -802,7 +813,7 @@ void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
         pthread_mutex_unlock(&d->lock);
     }
     if (final)
-        tp_deliver_counters_get(d, final);
+        counters_get(d, final);
     tp_journal_close(d->journal);
     tp_es_free(d->es);
     tp_creds_chain_free(d->chain);
@@ -812,15 +823,6 @@ void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
     pthread_cond_destroy(&d->wake);
     pthread_mutex_destroy(&d->lock);
     free(d);
-}
-
-void tp_deliver_counters_get(tp_deliver *d, tp_deliver_counters *out)
-{
-    out->delivered = atomic_load(&d->st->v[TP_ST_DELIVERED]);
-    out->deadletters = atomic_load(&d->st->v[TP_ST_DEADLETTERS]);
-    out->dropped = atomic_load(&d->st->v[TP_ST_DROPPED]);
-    out->journal_errors = atomic_load(&d->st->v[TP_ST_JOURNAL_ERRORS]);
-    out->damaged = atomic_load(&d->st->v[TP_ST_DAMAGED]);
 }
 
 void tp_deliver_count_dropped(tp_deliver *d)

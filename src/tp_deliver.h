@@ -78,8 +78,6 @@ void tp_deliver_post(tp_deliver *d, tp_entry *e, int (*others_waiting)(void *), 
 /* A count of one hit that was not recorded (it had no document). */
 void tp_deliver_count_dropped(tp_deliver *d);
 
-void tp_deliver_counters_get(tp_deliver *d, tp_deliver_counters *out);
-
 /* Stop the thread, try what is pending for at most TRACKPIXEL_SHUTDOWN_MS
  * (not at all while the cluster is known down), and free everything.  What
  * is left stays in the journal for the next worker; what is left in the
