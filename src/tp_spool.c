@@ -33,7 +33,10 @@
 /* A damaged region is searched for its end this far at most before it is
  * reported in pieces (memory stays bounded for a file of garbage). */
 #define REGION_CHUNK (1024 * 1024)
-#define LINGER_CAP (256 * 1024)       /* read buffers kept when idle */
+/* Read buffers kept when the journal is empty again: a default batch's
+ * (its read window and _bulk body, 512 KiB each), so that a busy worker
+ * does not allocate and free them for every batch. */
+#define LINGER_CAP (2 * 1024 * 1024)
 
 struct tp_journal {
     int fd;
@@ -47,6 +50,12 @@ struct tp_journal {
     off_t header;                 /* length of the first line (0: older format) */
     off_t done;
     off_t size;
+    off_t trusted;                /* entries from here on were appended whole
+                                     by this process, which has held the lock
+                                     since: they read back as written, and
+                                     their CRC is not computed again (a
+                                     claimed journal, or what follows a short
+                                     write, is checked) */
     off_t saved_upto;             /* damaged regions before this are saved */
     off_t open_end;               /* where a region reported in pieces goes on */
     tp_buf entry;                 /* tp_journal_append()'s framed entry */
@@ -262,7 +271,8 @@ static int starts_with(const char *p, size_t len, const char *lit)
  * *n (its two lines'); E_NEED with *need (> len) when p ends before it can
  * tell; E_BAD otherwise.  Never reads past len.
  */
-static echeck entry_check(const char *p, size_t len, size_t *frame, size_t *n, size_t *need)
+static echeck entry_check(const char *p, size_t len, int verify, size_t *frame, size_t *n,
+                          size_t *need)
 {
     size_t i = 1, digits = 0, v = 0, k;
     unsigned long want = 0;
@@ -307,7 +317,7 @@ static echeck entry_check(const char *p, size_t len, size_t *frame, size_t *n, s
     if (!starts_with(body, (size_t)(nl - body), "{\"create\":{") &&
         !starts_with(body, (size_t)(nl - body), "{\"index\":{"))
         return E_BAD;
-    if (crc32(0L, (const Bytef *)body, (uInt)v) != want)
+    if (verify && crc32(0L, (const Bytef *)body, (uInt)v) != want)
         return E_BAD;
     *frame = i;
     *n = v;
@@ -326,6 +336,8 @@ typedef struct reader {
     size_t len, cap, pos;
     size_t chunk;           /* read at least this much at a time            */
     int open;               /* the last region was reported before its end  */
+    off_t trusted;          /* entries starting here or later: no CRC check
+                               (-1: none)                                    */
 } reader;
 
 enum { EV_END, EV_ENTRY, EV_DAMAGED };
@@ -414,7 +426,7 @@ static int rd_damaged(reader *r, event *ev, char *err, size_t errlen)
             continue;
         }
         q = (size_t)(h - (r->buf + r->pos));
-        c = entry_check(h, HAVE(r) - q, &frame, &n, &need);
+        c = entry_check(h, HAVE(r) - q, 1, &frame, &n, &need);
         if (c == E_VALID)
             break;
         if (c == E_NEED && !AT_END(r)) {
@@ -447,7 +459,9 @@ static int rd_next(reader *r, event *ev, char *err, size_t errlen)
             ev->kind = EV_END;
             return 0;
         }
-        c = entry_check(r->buf + r->pos, HAVE(r), &frame, &n, &need);
+        c = entry_check(r->buf + r->pos, HAVE(r),
+                        r->trusted < 0 || r->base + (off_t)r->pos < r->trusted,
+                        &frame, &n, &need);
         if (c != E_NEED || AT_END(r))
             break;
     }
@@ -470,6 +484,7 @@ static void rd_init(reader *r, int fd, off_t from, off_t upto, size_t chunk)
     r->base = from;
     r->upto = upto;
     r->chunk = chunk;
+    r->trusted = -1;              /* check every entry */
 }
 
 /* The journal's first line: its destination into dest and the line's
@@ -589,7 +604,7 @@ static int journal_start(tp_journal *j, const char *tmp, char *err, size_t errle
                  errno ? strerror(errno) : "short write");
         return -1;
     }
-    j->header = j->size = j->done = n;
+    j->header = j->size = j->done = j->trusted = n;
     j->done_fd = open(j->done_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (j->done_fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", j->done_path, strerror(errno));
@@ -709,7 +724,7 @@ tp_journal *tp_journal_claim(const char *path, const char *dest, tp_claim *why,
         snprintf(err, errlen, "cannot open %s: %s", j->done_path, strerror(errno));
         goto fail;
     }
-    j->size = a.st_size;
+    j->size = j->trusted = a.st_size;   /* what others wrote is checked */
     j->done = read_done(j->done_fd);
     if (j->done < j->header)
         j->done = j->header;
@@ -781,6 +796,7 @@ int tp_journal_append(tp_journal *j, const char *index, const char *type, const 
         /* Take it back, so the journal stays whole entries. */
         if (ftruncate(j->fd, j->size) < 0)
             j->size += w;          /* left as a damaged region for the reader */
+        j->trusted = j->size;
         return -1;
     }
     *start = j->size;
@@ -810,7 +826,7 @@ int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen)
             write_done(j, err, errlen);
             return -1;
         }
-        j->done = j->size = j->header;
+        j->done = j->size = j->trusted = j->header;
         j->saved_upto = 0;                /* offsets start over */
         j->open_end = -1;
         if (j->rcap + j->body.cap > LINGER_CAP)
@@ -887,6 +903,7 @@ long tp_journal_pending(tp_journal *j, off_t upto, size_t max_entries, size_t ma
     if (max_entries > MAX_PENDING_ENTRIES)
         max_entries = MAX_PENDING_ENTRIES;
     rd_init(&r, j->fd, j->done, upto, max_bytes + max_bytes / 8 + FRAME_MAX);
+    r.trusted = j->trusted;
     r.buf = j->rbuf;
     r.cap = j->rcap;
     while ((size_t)b->n < max_entries) {

@@ -296,6 +296,55 @@ START_TEST(append_pending_mark_truncate)
 }
 END_TEST
 
+/* Entries a worker appended itself are not checked again when its deliverer
+ * reads them (their CRC is computed once, at the append); the same bytes
+ * in a claimed journal are.  Here the first entry's CRC is changed on disk
+ * behind the writer's back: its own deliverer still sends both, a claimer
+ * saves the first aside and sends the second. */
+START_TEST(own_entries_trusted_claimed_ones_checked)
+{
+    char err[256], path[256], *text;
+    tp_journal *j;
+    tp_batch b;
+    tp_claim why;
+    off_t s1, e1, s2, e2, h = (off_t)strlen(HEADER);
+    drained d;
+    size_t len;
+    int fd;
+
+    make_dir();
+    j = tp_journal_create(dir, DEST, 0, err, sizeof(err));
+    ck_assert_msg(j != NULL, "%s", err);
+    ck_assert_int_eq(tp_journal_append(j, "events", NULL, "a", DOC_A, strlen(DOC_A), &s1, &e1,
+                                       err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_journal_append(j, "events", NULL, "b", DOC_B, strlen(DOC_B), &s2, &e2,
+                                       err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s", tp_journal_path(j));
+    text = read_all(path, &len);
+    ck_assert_int_eq(memcmp(text + h, "#61 ", 4), 0);
+    fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    /* "#61 " then the CRC's first hex digit: another digit. */
+    ck_assert_int_eq(pwrite(fd, text[h + 4] == '0' ? "1" : "0", 1, h + 4), 1);
+    close(fd);
+    free(text);
+
+    ck_assert_int_eq(tp_journal_pending(j, tp_journal_size(j), 10, 1 << 20, &b, err, sizeof(err)), 2);
+    ck_assert_int_eq(b.damaged, 0);
+    ck_assert_uint_eq(b.len, strlen(PAIR_A PAIR_B));
+    ck_assert_int_eq(memcmp(b.body, PAIR_A PAIR_B, b.len), 0);
+    tp_journal_close(j);                       /* nothing marked: the file stays */
+
+    j = tp_journal_claim(path, DEST, &why, err, sizeof(err));
+    ck_assert_msg(j != NULL, "claim: %d %s", why, err);
+    drain(j, &d);
+    tp_journal_close(j);
+    ck_assert_str_eq(d.ids, "b");
+    ck_assert_int_eq(d.damaged, 1);
+    ck_assert_int_eq(d.damaged_bytes, e1 - s1);
+}
+END_TEST
+
 /* Index names may be 255 bytes, ids and types long: no fixed buffer. */
 START_TEST(long_index_type_and_id)
 {
@@ -1106,6 +1155,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, destination_has_no_credentials_nor_trailing_slash);
     tcase_add_test(tc, bulk_pair_and_split);
     tcase_add_test(tc, append_pending_mark_truncate);
+    tcase_add_test(tc, own_entries_trusted_claimed_ones_checked);
     tcase_add_test(tc, long_index_type_and_id);
     tcase_add_test(tc, many_entries_in_small_batches);
     tcase_add_test(tc, zeroed_page_in_the_middle);
