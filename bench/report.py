@@ -273,6 +273,15 @@ def metric_rps_share(ctx, t):
         "within": 100 * (1 - t.threshold), "floor": t.threshold * r[ref]["rps"]}
 
 
+def metric_cpu_over(ctx, t):
+    (n, ref), r, g = t.rows, ctx.results, "FastCGI processes"
+    if n not in r or ref not in r or g not in r[n].get("cpu", {}) or \
+            g not in r[ref].get("cpu", {}) or not r[n]["requests"] or not r[ref]["requests"]:
+        return None
+    mine, bare = per_request_us(r[n], g), per_request_us(r[ref], g)
+    return mine - bare, "%.0f us (%+.0f us)" % (mine, mine - bare), {"ref": "%.0f us" % bare}
+
+
 def metric_rss_max(ctx, t):
     mem = ctx.mem
     if not mem:
@@ -308,6 +317,7 @@ METRICS = {
     "ratio_median": metric_ratio_median,
     "p99_over": metric_p99_over,
     "rps_share": metric_rps_share,
+    "cpu_over": metric_cpu_over,
     "rss_max": metric_rss_max,
     "rss_growth": metric_rss_growth,
     "backlog_growth": metric_backlog_growth,
