@@ -353,8 +353,11 @@ static int deliver_journal(tp_deliver *d, tp_es *es, tp_journal *j, int own)
         tp_log("journal %s: %s", tp_journal_path(j), err);
     if (n == 0)
         return b.consumed > done ? 1 : 0;
-    if (b.len > LINGER_BYTES && tp_journal_done(j) == tp_journal_size(j))
-        malloc_trim(0);            /* a backlog is gone: give its pages back */
+    /* A backlog is gone, and its buffers with it (tp_journal_mark): give
+     * their pages back.  Not after a batch of a busy worker, whose buffers
+     * are kept (malloc_trim walks the heap and drops every free page). */
+    if (b.len > TP_JOURNAL_KEEP_BYTES / 2 && tp_journal_done(j) == tp_journal_size(j))
+        malloc_trim(0);
     return settle(d, &s, n, "the journal");
 }
 

@@ -33,10 +33,6 @@
 /* A damaged region is searched for its end this far at most before it is
  * reported in pieces (memory stays bounded for a file of garbage). */
 #define REGION_CHUNK (1024 * 1024)
-/* Read buffers kept when the journal is empty again: a default batch's
- * (its read window and _bulk body, 512 KiB each), so that a busy worker
- * does not allocate and free them for every batch. */
-#define LINGER_CAP (2 * 1024 * 1024)
 
 struct tp_journal {
     int fd;
@@ -829,8 +825,11 @@ int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen)
         j->done = j->size = j->trusted = j->header;
         j->saved_upto = 0;                /* offsets start over */
         j->open_end = -1;
-        if (j->rcap + j->body.cap > LINGER_CAP)
-            free_read_buffers(j);         /* a big backlog is gone: so are its buffers */
+        /* A default batch's buffers (its read window and _bulk body, 512
+         * KiB each) are kept, so that a busy worker does not allocate and
+         * free them for every batch; a big backlog's go. */
+        if (j->rcap + j->body.cap > TP_JOURNAL_KEEP_BYTES)
+            free_read_buffers(j);
     }
     return write_done(j, err, errlen);
 }

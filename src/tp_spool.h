@@ -129,7 +129,9 @@ const char *tp_journal_destination(const tp_journal *j);
 
 /* Mark everything before upto as delivered (upto never goes back).  When
  * all is delivered the journal (if it is the caller's own) is truncated back
- * to its first line. */
+ * to its first line, and its read buffers are freed if they are larger
+ * than TP_JOURNAL_KEEP_BYTES (together), kept otherwise. */
+#define TP_JOURNAL_KEEP_BYTES (2 * 1024 * 1024)
 int tp_journal_mark(tp_journal *j, off_t upto, char *err, size_t errlen);
 
 /* A batch of pending entries, as read by tp_journal_pending().  Everything
