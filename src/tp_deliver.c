@@ -70,6 +70,7 @@ struct tp_deliver {
     tp_journal *journal;           /* NULL: none (yet, or turned off)      */
     int busy;                      /* the thread sends part of journal     */
     int inflight;                  /* the loop will post its entry itself  */
+    off_t inflight_at;             /* where that entry starts              */
     struct timespec retry_at;      /* the cluster is known down until then */
     long backoff_ms;
     long last_answer_ms;           /* how long the last answer took        */
@@ -306,14 +307,22 @@ static void report_damage(tp_deliver *d, tp_journal *j, const tp_batch *b)
            b->damaged_path ? b->damaged_path : "(nowhere)");
 }
 
+/* Lock held: the end of what the thread may send of our journal: all of
+ * it, or what is before the entry the loop is about to post itself. */
+static off_t sendable_upto(const tp_deliver *d)
+{
+    return d->inflight ? d->inflight_at : tp_journal_size(d->journal);
+}
+
 /* Lock held; released while the journal is read and the batch is sent, so
  * the loop's appends never wait for more than the bookkeeping.  own: j is
- * ours (the loop appends to it meanwhile, after upto).  Returns 1 when a
- * batch went through (maybe more is pending), 0 when nothing was pending,
- * -1 when the cluster failed (it is marked down). */
+ * ours (the loop appends to it meanwhile, after upto, and may post its
+ * latest entry itself).  Returns 1 when a batch went through (maybe more is
+ * pending), 0 when nothing was pending, -1 when the cluster failed (it is
+ * marked down). */
 static int deliver_journal(tp_deliver *d, tp_es *es, tp_journal *j, int own)
 {
-    off_t upto = tp_journal_size(j), done = tp_journal_done(j);
+    off_t upto = own ? sendable_upto(d) : tp_journal_size(j), done = tp_journal_done(j);
     size_t limit = d->bulk_limit;
     char err[512];
     batch_view v;
@@ -595,7 +604,9 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
             return;
         }
     }
-    if (pending && !d->inflight && !known_down(d)) {
+    /* What is before the loop's entry in flight goes now; that entry is
+     * the loop's until it posts it or hands it over. */
+    if (pending && !known_down(d) && sendable_upto(d) > tp_journal_done(d->journal)) {
         rc = deliver_journal(d, es, d->journal, 1);
         /* What arrived during the request gathers again for LINGER_MS
          * (or LINGER_BYTES): otherwise, under load, each batch would
@@ -875,6 +886,7 @@ int tp_deliver_record(tp_deliver *d, tp_entry *e)
         /* The loop posts this entry itself after the pixel (if nothing is
          * queued before it): the thread keeps off until then. */
         d->inflight = 1;
+        d->inflight_at = e->start;
     }
 done:
     pthread_mutex_unlock(&d->lock);
