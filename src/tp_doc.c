@@ -85,41 +85,55 @@ typedef struct builder {
     tp_buf hval;                /* a header's value as the privacy settings rewrote it */
 } builder;
 
+/* The variables read_cgi_vars looks for: HTTP_ ones by the rest of their
+ * name, so a variable is compared with the few whose first letter it has. */
+typedef struct cgi_want {
+    const char *name;               /* with its '=' */
+    size_t len;                     /* of name */
+    size_t off;                     /* of its slot in cgi_vars */
+} cgi_want;
+
+#define WANT(name, field) { name "=", sizeof(name "=") - 1, offsetof(cgi_vars, field) }
+
+static const cgi_want want_plain[] = {
+    WANT("REQUEST_METHOD", method), WANT("PATH_INFO", path_info),
+    WANT("QUERY_STRING", query), WANT("CONTENT_LENGTH", content_length),
+    WANT("REMOTE_ADDR", remote_addr), WANT("REMOTE_USER", remote_user),
+    WANT("SCRIPT_NAME", script_name),
+};
+
+/* After "HTTP_". */
+static const cgi_want want_http[] = {
+    WANT("USER_AGENT", user_agent), WANT("X_FORWARDED_FOR", xff),
+    WANT("FORWARDED", forwarded), WANT("SEC_GPC", sec_gpc), WANT("DNT", dnt),
+    WANT("SEC_PURPOSE", sec_purpose), WANT("PURPOSE", purpose), WANT("X_MOZ", x_moz),
+};
+
+#undef WANT
+
+/* Fill the slot of e's variable if it is one of want[0..n) and the first. */
+static void want_var(cgi_vars *v, const cgi_want *want, size_t n, const char *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (e[0] == want[i].name[0] && strncmp(e, want[i].name, want[i].len) == 0) {
+            const char **slot = (const char **)(void *)((char *)v + want[i].off);
+            if (!*slot)
+                *slot = e + want[i].len;
+            return;
+        }
+    }
+}
+
 /* As tp_env_get for each of them (the first NAME= wins), in one pass. */
 static void read_cgi_vars(char *const *envp, cgi_vars *v)
 {
-    static const struct {
-        const char *name;           /* with its '=' */
-        size_t off;
-    } want[] = {
-        { "REQUEST_METHOD=", offsetof(cgi_vars, method) },
-        { "PATH_INFO=", offsetof(cgi_vars, path_info) },
-        { "QUERY_STRING=", offsetof(cgi_vars, query) },
-        { "CONTENT_LENGTH=", offsetof(cgi_vars, content_length) },
-        { "REMOTE_ADDR=", offsetof(cgi_vars, remote_addr) },
-        { "REMOTE_USER=", offsetof(cgi_vars, remote_user) },
-        { "HTTP_USER_AGENT=", offsetof(cgi_vars, user_agent) },
-        { "SCRIPT_NAME=", offsetof(cgi_vars, script_name) },
-        { "HTTP_X_FORWARDED_FOR=", offsetof(cgi_vars, xff) },
-        { "HTTP_FORWARDED=", offsetof(cgi_vars, forwarded) },
-        { "HTTP_SEC_GPC=", offsetof(cgi_vars, sec_gpc) },
-        { "HTTP_DNT=", offsetof(cgi_vars, dnt) },
-        { "HTTP_SEC_PURPOSE=", offsetof(cgi_vars, sec_purpose) },
-        { "HTTP_PURPOSE=", offsetof(cgi_vars, purpose) },
-        { "HTTP_X_MOZ=", offsetof(cgi_vars, x_moz) },
-    };
-
     memset(v, 0, sizeof(*v));
     for (; envp && *envp; envp++) {
-        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-            size_t len = strlen(want[i].name);
-            const char **slot = (const char **)(void *)((char *)v + want[i].off);
-            if ((*envp)[0] == want[i].name[0] && strncmp(*envp, want[i].name, len) == 0) {
-                if (!*slot)
-                    *slot = *envp + len;
-                break;
-            }
-        }
+        const char *e = *envp;
+        if (e[0] == 'H' && strncmp(e, "HTTP_", 5) == 0)
+            want_var(v, want_http, sizeof(want_http) / sizeof(want_http[0]), e + 5);
+        else
+            want_var(v, want_plain, sizeof(want_plain) / sizeof(want_plain[0]), e);
     }
 }
 
@@ -404,11 +418,12 @@ static int build_headers(builder *b, char *const *envp)
     int full = 0, body = has_body(b->v.content_length);
 
     for (; envp && *envp; envp++) {
-        const char *e = *envp, *eq = strchr(e, '='), *value;
+        const char *e = *envp, *eq, *value;
         size_t vlen;
         long nlen;
 
-        if (!eq)
+        /* Only HTTP_* and CONTENT_* name headers (tp_header_name). */
+        if ((e[0] != 'H' && e[0] != 'C') || !(eq = strchr(e, '=')))
             continue;
         if (!body && strncmp(e, "CONTENT_", 8) == 0)
             continue;
