@@ -16,14 +16,20 @@
 #include "tp_query.h"
 #include "tp_utf8.h"
 
-/* The context keys API Gateway's template fills, in its order. */
-static const char *const context_keys[] = {
-    "account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-    "cognito-authentication-provider", "cognito-authentication-type",
-    "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-    "source-ip", "user", "user-agent", "user-arn", "request-id",
-    "resource-id", "resource-path",
+/* The context keys API Gateway's template fills, in its order (none needs
+ * escaping in JSON). */
+#define KEY(s) { s, sizeof(s) - 1 }
+static const struct {
+    const char *name;
+    size_t len;
+} context_keys[] = {
+    KEY("account-id"), KEY("api-id"), KEY("api-key"), KEY("authorizer-principal-id"),
+    KEY("caller"), KEY("cognito-authentication-provider"), KEY("cognito-authentication-type"),
+    KEY("cognito-identity-id"), KEY("cognito-identity-pool-id"), KEY("http-method"),
+    KEY("stage"), KEY("source-ip"), KEY("user"), KEY("user-agent"), KEY("user-arn"),
+    KEY("request-id"), KEY("resource-id"), KEY("resource-path"),
 };
+#undef KEY
 #define NCTX (sizeof(context_keys) / sizeof(context_keys[0]))
 enum { CTX_API_ID = 1, CTX_HTTP_METHOD = 9, CTX_STAGE = 10, CTX_SOURCE_IP = 11,
        CTX_USER = 12, CTX_USER_AGENT = 13, CTX_REQUEST_ID = 15, CTX_RESOURCE_PATH = 17 };
@@ -857,7 +863,7 @@ static void put_context(builder *b, size_t i, const char *val, int from_request)
     b->d->ctx[i] = clean_string(b->d, val, strlen(val),
                                 from_request ? (size_t)b->cfg->max_value : 0, &cut);
     if (cut)
-        note_cut(b, "context", context_keys[i], strlen(context_keys[i]));
+        note_cut(b, "context", context_keys[i].name, context_keys[i].len);
 }
 
 static void build_context(builder *b, const tp_doc_input *in, const char *method)
@@ -996,36 +1002,37 @@ static void write_doc(tp_doc *d)
     o->len = 0;
     /* Room for the usual text at once: the strings, the keys, the rest. */
     tp_buf_reserve(o, d->arena.len + 1024);
-    put_lit(o, "{\"body-json\":");
+    tp_buf_put(o, TP_LIT("{\"body-json\":"));
     tp_buf_put(o, at(d, d->body), d->body.len);
-    put_lit(o, ",\"params\":{\"path\":");
+    tp_buf_put(o, TP_LIT(",\"params\":{\"path\":"));
     write_pairs(d, o, &d->path);
-    put_lit(o, ",\"querystring\":");
+    tp_buf_put(o, TP_LIT(",\"querystring\":"));
     write_pairs(d, o, &d->query);
-    put_lit(o, ",\"header\":");
+    tp_buf_put(o, TP_LIT(",\"header\":"));
     write_pairs(d, o, &d->header);
-    put_lit(o, "},\"stage-variables\":");
+    tp_buf_put(o, TP_LIT("},\"stage-variables\":"));
     write_pairs(d, o, &d->stage);
-    put_lit(o, ",\"context\":{");
+    tp_buf_put(o, TP_LIT(",\"context\":{"));
     for (i = 0; i < NCTX; i++) {
         if (i)
             tp_buf_put(o, ",", 1);
-        tp_json_string(o, context_keys[i], strlen(context_keys[i]));
-        tp_buf_put(o, ":", 1);
+        tp_buf_put(o, TP_LIT("\""));
+        tp_buf_put(o, context_keys[i].name, context_keys[i].len);
+        tp_buf_put(o, TP_LIT("\":"));
         tp_json_string(o, at(d, d->ctx[i]), d->ctx[i].len);
     }
-    put_lit(o, "},\"agent\":{\"class\":\"");
+    tp_buf_put(o, TP_LIT("},\"agent\":{\"class\":\""));
     put_lit(o, tp_agent_class_name(d->agent.cls));
-    put_lit(o, "\",\"name\":");
+    tp_buf_put(o, TP_LIT("\",\"name\":"));
     tp_json_string(o, d->agent.name, strlen(d->agent.name));
-    put_lit(o, "},\"date\":");
+    tp_buf_put(o, TP_LIT("},\"date\":"));
     tp_json_int64(o, d->ms);
-    put_lit(o, ",\"@timestamp\":");
+    tp_buf_put(o, TP_LIT(",\"@timestamp\":"));
     tp_json_string(o, d->ts, strlen(d->ts));
     if (d->gpc)
-        put_lit(o, ",\"privacy\":\"gpc\"");
+        tp_buf_put(o, TP_LIT(",\"privacy\":\"gpc\""));
     if (d->ntrunc) {
-        put_lit(o, ",\"truncated\":[");
+        tp_buf_put(o, TP_LIT(",\"truncated\":["));
         for (i = 0; i < d->ntrunc; i++) {
             if (i)
                 tp_buf_put(o, ",", 1);
