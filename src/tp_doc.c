@@ -198,10 +198,10 @@ static span clean_name(tp_doc *d, const char *name, size_t len, size_t max, int 
     size_t i, nuls = 0, o = 0;
     span r = { d->arena.len, 0 };
 
+    if (!memchr(name, '\0', len))
+        return clean_string(d, name, len, max, cut);
     for (i = 0; i < len; i++)
         nuls += name[i] == '\0';
-    if (!nuls)
-        return clean_string(d, name, len, max, cut);
     tmp = malloc(len + 2 * nuls);
     if (!tmp) {
         d->arena.oom = 1;
@@ -858,8 +858,10 @@ static void put_context(builder *b, size_t i, const char *val, int from_request)
 {
     int cut = 0;
 
-    if (!val)
-        val = "";
+    if (!val || !*val) {
+        b->d->ctx[i] = (span){ 0, 0 };    /* "": nothing in the arena */
+        return;
+    }
     b->d->ctx[i] = clean_string(b->d, val, strlen(val),
                                 from_request ? (size_t)b->cfg->max_value : 0, &cut);
     if (cut)
@@ -915,9 +917,77 @@ static int build_stage_vars(builder *b)
     return 0;
 }
 
+/*
+ * One released document is kept for the next tp_doc_build: its arena, text
+ * and member arrays are reused, so a usual hit allocates nothing for its
+ * document.  Only a document whose memory is at most SPARE_MAX bytes is
+ * kept (a large one is freed), and only one, taken and put back with atomic
+ * exchanges.  Under AddressSanitizer every document is freed, so a use of
+ * one after tp_doc_free is still reported.
+ */
+#define SPARE_MAX (64 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_KEPT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPARE_KEPT 0
+#endif
+#endif
+#ifndef SPARE_KEPT
+#define SPARE_KEPT 1
+#endif
+
+static tp_doc *spare;
+
+static size_t pairs_bytes(const pairs *ps)
+{
+    return ps->cap * (sizeof(*ps->p) + 2 * sizeof(*ps->slot));
+}
+
+/* The members forgotten, the arrays and their index kept (and emptied). */
+static void pairs_clear(pairs *ps)
+{
+    ps->n = 0;
+    if (ps->slot)
+        memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
+}
+
+/* An empty document, as calloc gives it, in the spare's memory when there
+ * is one; NULL when out of memory. */
+static tp_doc *doc_new(void)
+{
+    tp_doc *d = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
+    tp_buf arena, out;
+    pairs path, query, header, stage;
+
+    if (!d)
+        return calloc(1, sizeof(*d));
+    arena = d->arena;
+    out = d->out;
+    path = d->path;
+    query = d->query;
+    header = d->header;
+    stage = d->stage;
+    memset(d, 0, sizeof(*d));
+    d->arena = arena;
+    d->out = out;
+    d->path = path;
+    d->query = query;
+    d->header = header;
+    d->stage = stage;
+    tp_buf_reset(&d->arena);
+    tp_buf_reset(&d->out);
+    pairs_clear(&d->path);
+    pairs_clear(&d->query);
+    pairs_clear(&d->header);
+    pairs_clear(&d->stage);
+    return d;
+}
+
 tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
-    tp_doc *d = calloc(1, sizeof(*d));
+    tp_doc *d = doc_new();
     builder b = { .cfg = cfg, .d = d };
     const char *method;
 
@@ -959,8 +1029,15 @@ const tp_agent *tp_doc_agent(const tp_doc *d)
 
 void tp_doc_free(tp_doc *d)
 {
+    tp_doc *none = NULL;
+
     if (!d)
         return;
+    if (SPARE_KEPT &&
+        d->arena.cap + d->out.cap + pairs_bytes(&d->path) + pairs_bytes(&d->query) +
+        pairs_bytes(&d->header) + pairs_bytes(&d->stage) <= SPARE_MAX &&
+        __atomic_compare_exchange_n(&spare, &none, d, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;                         /* kept for the next tp_doc_build */
     tp_buf_free(&d->arena);
     tp_buf_free(&d->out);
     free(d->path.p);

@@ -467,6 +467,74 @@ START_TEST(many_repeated_names)
 }
 END_TEST
 
+/* A released document's memory is reused by the next build (not under
+ * AddressSanitizer): nothing of the large, cut document before shows in the
+ * small one after, which is exactly the minimal GET's text. */
+START_TEST(reused_document)
+{
+    static const char *const big_cgi[] = {
+        "REQUEST_METHOD=POST", "CONTENT_LENGTH=60", "PATH_INFO=/a/b",
+        "QUERY_STRING=a=1&b=2&c=3&d=4&e=5", "HTTP_USER_AGENT=Googlebot/2.1 and a long tail",
+        "HTTP_REFERER=https://example.com/", "HTTP_ACCEPT=*/*", "HTTP_X_ONE=1", NULL };
+    static const char *const small_cgi[] = {
+        "REQUEST_METHOD=GET", "REMOTE_ADDR=203.0.113.9", "SCRIPT_NAME=/pixel", NULL };
+    static const char want[] =
+        "{\"body-json\":{},\"params\":{\"path\":{},\"querystring\":{},\"header\":{}},"
+        "\"stage-variables\":{},\"context\":{\"account-id\":\"\",\"api-id\":\"api1\","
+        "\"api-key\":\"\",\"authorizer-principal-id\":\"\",\"caller\":\"\","
+        "\"cognito-authentication-provider\":\"\",\"cognito-authentication-type\":\"\","
+        "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\","
+        "\"http-method\":\"GET\",\"stage\":\"test\",\"source-ip\":\"203.0.113.9\","
+        "\"user\":\"\",\"user-agent\":\"\",\"user-arn\":\"\",\"request-id\":\"" ID "\","
+        "\"resource-id\":\"\",\"resource-path\":\"/pixel\"},"
+        "\"agent\":{\"class\":\"unknown\",\"name\":\"\"},"
+        "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"}";
+    const char *body = "{\"k\":\"0123456789012345678901234567890123456789012345678\"}";
+    tp_config tight, plain;
+    tp_doc_input in;
+    tp_doc *big, *small;
+    char err[256];
+    const char *got;
+    size_t len;
+
+    ck_assert_int_eq(tp_config_load(&tight, tight_env, err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_config_load(&plain, default_env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)big_cgi;
+    in.body = body;
+    in.body_len = strlen(body);
+    in.body_complete = 0;
+    in.request_id = ID;
+    in.now.tv_sec = 1764186000;
+    in.now.tv_nsec = 123456789;
+    big = tp_doc_build(&tight, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(big);
+    got = tp_doc_serialize(&tight, big, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(strstr(got, "\"truncated\":[\"body-json\",\"params.querystring\","
+                              "\"params.header.User-Agent\",\"params.header\","
+                              "\"context.user-agent\"]}") != NULL, "%s", got);
+    tp_doc_free(big);
+
+    in.envp = (char *const *)small_cgi;
+    in.body = NULL;
+    in.body_len = 0;
+    in.body_complete = 1;
+    small = tp_doc_build(&plain, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(small);
+#if !defined(__SANITIZE_ADDRESS__)
+    ck_assert_ptr_eq(small, big);     /* the same memory, reused */
+#endif
+    got = tp_doc_serialize(&plain, small, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, want);
+    ck_assert_uint_eq(len, sizeof(want) - 1);
+    tp_doc_free(small);
+    tp_config_free(&tight);
+    tp_config_free(&plain);
+}
+END_TEST
+
 /* ------------------------------------------------------------ privacy */
 
 /* HMAC-SHA-256 of 203.0.113.9 under the day key of 2025-11-26 derived from
@@ -666,6 +734,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, document_size_truncated_list_collapses);
     tcase_add_test(tc, rfc3339);
     tcase_add_test(tc, many_repeated_names);
+    tcase_add_test(tc, reused_document);
     tcase_add_loop_test(tc, privacy_table, 0, (int)(sizeof(privacy_rows) / sizeof(privacy_rows[0])));
     tcase_add_test(tc, agent_in_document);
     suite_add_tcase(s, tc);
