@@ -15,6 +15,14 @@ int tp_index_dated(const char *pattern)
     return 0;
 }
 
+/* n (0 <= n < 10^width) as width digits and a NUL, as "%0<width>d" writes it. */
+static void zero_padded(char *out, int n, int width)
+{
+    for (int k = width - 1; k >= 0; k--, n /= 10)
+        out[k] = (char)('0' + n % 10);
+    out[width] = '\0';
+}
+
 /* Expand with given fields; conversions other than %Y %m %d fail. */
 static int expand(const char *pattern, int year, int month, int day, char *out, size_t outcap)
 {
@@ -29,10 +37,13 @@ static int expand(const char *pattern, int year, int month, int day, char *out, 
             piece[0] = *p;
             piece[1] = '\0';
         } else if (p[1] == 'Y') {
-            snprintf(piece, sizeof(piece), "%04d", year % 10000);
+            if (year % 10000 >= 0)
+                zero_padded(piece, year % 10000, 4);
+            else
+                snprintf(piece, sizeof(piece), "%04d", year % 10000);
             p++;
         } else if (p[1] == 'm' || p[1] == 'd') {
-            snprintf(piece, sizeof(piece), "%02d", p[1] == 'm' ? month : day);
+            zero_padded(piece, p[1] == 'm' ? month : day, 2);
             p++;
         } else {
             return -1;
