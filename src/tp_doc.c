@@ -117,14 +117,15 @@ static const cgi_want want_http[] = {
 
 #undef WANT
 
-/* Fill the slot of e's variable if it is one of want[0..n) and the first. */
-static void want_var(cgi_vars *v, const cgi_want *want, size_t n, const char *e)
+/* Fill the slot of e's variable (its name and '=' are the first len bytes)
+ * if it is one of want[0..n) and the first. */
+static void want_var(cgi_vars *v, const cgi_want *want, size_t n, const char *e, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
-        if (e[0] == want[i].name[0] && strncmp(e, want[i].name, want[i].len) == 0) {
+        if (want[i].len == len && e[0] == want[i].name[0] && memcmp(e, want[i].name, len) == 0) {
             const char **slot = (const char **)(void *)((char *)v + want[i].off);
             if (!*slot)
-                *slot = e + want[i].len;
+                *slot = e + len;
             return;
         }
     }
@@ -135,11 +136,16 @@ static void read_cgi_vars(char *const *envp, cgi_vars *v)
 {
     memset(v, 0, sizeof(*v));
     for (; envp && *envp; envp++) {
-        const char *e = *envp;
-        if (e[0] == 'H' && strncmp(e, "HTTP_", 5) == 0)
-            want_var(v, want_http, sizeof(want_http) / sizeof(want_http[0]), e + 5);
+        const char *e = *envp, *eq = strchr(e, '=');
+        size_t len;
+
+        if (!eq)
+            continue;
+        len = (size_t)(eq - e) + 1;
+        if (len > 5 && memcmp(e, "HTTP_", 5) == 0)
+            want_var(v, want_http, sizeof(want_http) / sizeof(want_http[0]), e + 5, len - 5);
         else
-            want_var(v, want_plain, sizeof(want_plain) / sizeof(want_plain[0]), e);
+            want_var(v, want_plain, sizeof(want_plain) / sizeof(want_plain[0]), e, len);
     }
 }
 
@@ -431,7 +437,7 @@ static int build_headers(builder *b, char *const *envp)
         /* Only HTTP_* and CONTENT_* name headers (tp_header_name). */
         if ((e[0] != 'H' && e[0] != 'C') || !(eq = strchr(e, '=')))
             continue;
-        if (!body && strncmp(e, "CONTENT_", 8) == 0)
+        if (!body && e[0] == 'C' && strncmp(e, "CONTENT_", 8) == 0)
             continue;
         nlen = tp_header_name(e, (size_t)(eq - e), name, sizeof(name));
         if (nlen == 0)
