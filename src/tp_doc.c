@@ -832,25 +832,58 @@ static char *digits(char *o, long n, int width)
     return o + width;
 }
 
+/* The UTC calendar fields of t, as gmtime_r gives them, without its lock
+ * and time zone lookup: days to a proleptic Gregorian date by H. Hinnant's
+ * civil_from_days (eras of 400 years, years starting in March). */
+typedef struct civil {
+    long long year;
+    int mon, mday, hour, min, sec;      /* mon 1 to 12, mday 1 to 31 */
+} civil;
+
+static civil civil_of(time_t t)
+{
+    civil c;
+    long long days = (long long)t / 86400, secs = (long long)t % 86400;
+    long long era, doe, yoe, doy, mp;
+
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    c.hour = (int)(secs / 3600);
+    c.min = (int)(secs / 60 % 60);
+    c.sec = (int)(secs % 60);
+    days += 719468;                               /* from 0000-03-01 */
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;                    /* 0 to 146096 */
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  /* 0 to 399 */
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);  /* 0 to 365, from March 1 */
+    mp = (5 * doy + 2) / 153;                     /* 0 to 11, from March */
+    c.mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+    c.mon = (int)(mp < 10 ? mp + 3 : mp - 9);
+    c.year = yoe + era * 400 + (c.mon <= 2);
+    return c;
+}
+
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
 {
-    struct tm tm;
+    civil c = civil_of(t.tv_sec);
     char *o = out;
 
     /* Years 0-9999 only: the format has four digits. */
-    if (outcap < 25 || !gmtime_r(&t.tv_sec, &tm) || tm.tm_year < -1900 || tm.tm_year > 8099)
+    if (outcap < 25 || c.year < 0 || c.year > 9999)
         return -1;
-    o = digits(o, tm.tm_year + 1900L, 4);
+    o = digits(o, (long)c.year, 4);
     *o++ = '-';
-    o = digits(o, tm.tm_mon + 1, 2);
+    o = digits(o, c.mon, 2);
     *o++ = '-';
-    o = digits(o, tm.tm_mday, 2);
+    o = digits(o, c.mday, 2);
     *o++ = 'T';
-    o = digits(o, tm.tm_hour, 2);
+    o = digits(o, c.hour, 2);
     *o++ = ':';
-    o = digits(o, tm.tm_min, 2);
+    o = digits(o, c.min, 2);
     *o++ = ':';
-    o = digits(o, tm.tm_sec, 2);
+    o = digits(o, c.sec, 2);
     *o++ = '.';
     o = digits(o, t.tv_nsec / 1000000L, 3);
     *o++ = 'Z';

@@ -31,11 +31,13 @@ static int expand(const char *pattern, int year, int month, int day, char *out, 
 
     for (p = pattern; *p; p++) {
         char piece[8];
+        const char *src = piece;
         size_t len;
 
         if (*p != '%') {
-            piece[0] = *p;
-            piece[1] = '\0';
+            src = p;                           /* the text up to the next '%' */
+            len = strcspn(p, "%");
+            p += len - 1;
         } else if (p[1] == 'Y') {
             if (year % 10000 >= 0)
                 zero_padded(piece, year % 10000, 4);
@@ -48,10 +50,11 @@ static int expand(const char *pattern, int year, int month, int day, char *out, 
         } else {
             return -1;
         }
-        len = strlen(piece);
+        if (src == piece)
+            len = strlen(piece);
         if (o + len >= outcap)
             return -1;
-        memcpy(out + o, piece, len);
+        memcpy(out + o, src, len);
         o += len;
     }
     if (outcap == 0)
@@ -64,6 +67,8 @@ int tp_index_expand(const char *pattern, time_t t, char *out, size_t outcap)
 {
     struct tm tm;
 
+    if (!strchr(pattern, '%'))                 /* no date: no calendar needed */
+        return expand(pattern, 0, 0, 0, out, outcap);
     if (!gmtime_r(&t, &tm))
         return -1;
     return expand(pattern, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, out, outcap);
