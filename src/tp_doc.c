@@ -940,7 +940,7 @@ static void build_context(builder *b, const tp_doc_input *in, const char *method
             put_context(b, i, b->v.script_name, 1);
             break;
         default:
-            put_context(b, i, "", 1);
+            break;              /* "": ctx[i] is zero, as doc_new left it */
         }
     }
 }
