@@ -61,6 +61,10 @@ typedef struct pairs {
     uint32_t *slot;             /* 1 + index into p, 0: free; 2 * cap of them */
 } pairs;
 
+/* A released document's arena, out and four member arrays are kept for the
+ * next one and everything else is zeroed (doc_new, tp_doc_free): a member
+ * added here that owns memory must be freed in tp_doc_free before the
+ * document is kept. */
 struct tp_doc {
     tp_buf arena;               /* every string, repaired and cut */
     span body;                  /* body-json as JSON text          */
@@ -91,8 +95,8 @@ typedef struct builder {
     tp_buf hval;                /* a header's value as the privacy settings rewrote it */
 } builder;
 
-/* The variables read_cgi_vars looks for: HTTP_ ones by the rest of their
- * name, so a variable is compared with the few whose first letter it has. */
+/* The variables read_cgi_vars looks for, HTTP_ ones by the rest of their
+ * name; a variable is compared (memcmp) only with names of its length. */
 typedef struct cgi_want {
     const char *name;               /* with its '=' */
     size_t len;                     /* of name */
