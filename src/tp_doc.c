@@ -16,14 +16,20 @@
 #include "tp_query.h"
 #include "tp_utf8.h"
 
-/* The context keys API Gateway's template fills, in its order. */
-static const char *const context_keys[] = {
-    "account-id", "api-id", "api-key", "authorizer-principal-id", "caller",
-    "cognito-authentication-provider", "cognito-authentication-type",
-    "cognito-identity-id", "cognito-identity-pool-id", "http-method", "stage",
-    "source-ip", "user", "user-agent", "user-arn", "request-id",
-    "resource-id", "resource-path",
+/* The context keys API Gateway's template fills, in its order (none needs
+ * escaping in JSON). */
+#define KEY(s) { s, sizeof(s) - 1 }
+static const struct {
+    const char *name;
+    size_t len;
+} context_keys[] = {
+    KEY("account-id"), KEY("api-id"), KEY("api-key"), KEY("authorizer-principal-id"),
+    KEY("caller"), KEY("cognito-authentication-provider"), KEY("cognito-authentication-type"),
+    KEY("cognito-identity-id"), KEY("cognito-identity-pool-id"), KEY("http-method"),
+    KEY("stage"), KEY("source-ip"), KEY("user"), KEY("user-agent"), KEY("user-arn"),
+    KEY("request-id"), KEY("resource-id"), KEY("resource-path"),
 };
+#undef KEY
 #define NCTX (sizeof(context_keys) / sizeof(context_keys[0]))
 enum { CTX_API_ID = 1, CTX_HTTP_METHOD = 9, CTX_STAGE = 10, CTX_SOURCE_IP = 11,
        CTX_USER = 12, CTX_USER_AGENT = 13, CTX_REQUEST_ID = 15, CTX_RESOURCE_PATH = 17 };
@@ -55,6 +61,10 @@ typedef struct pairs {
     uint32_t *slot;             /* 1 + index into p, 0: free; 2 * cap of them */
 } pairs;
 
+/* A released document's arena, out and four member arrays are kept for the
+ * next one and everything else is zeroed (doc_new, tp_doc_free): a member
+ * added here that owns memory must be freed in tp_doc_free before the
+ * document is kept. */
 struct tp_doc {
     tp_buf arena;               /* every string, repaired and cut */
     span body;                  /* body-json as JSON text          */
@@ -85,41 +95,61 @@ typedef struct builder {
     tp_buf hval;                /* a header's value as the privacy settings rewrote it */
 } builder;
 
+/* The variables read_cgi_vars looks for, HTTP_ ones by the rest of their
+ * name; a variable is compared (memcmp) only with names of its length. */
+typedef struct cgi_want {
+    const char *name;               /* with its '=' */
+    size_t len;                     /* of name */
+    size_t off;                     /* of its slot in cgi_vars */
+} cgi_want;
+
+#define WANT(name, field) { name "=", sizeof(name "=") - 1, offsetof(cgi_vars, field) }
+
+static const cgi_want want_plain[] = {
+    WANT("REQUEST_METHOD", method), WANT("PATH_INFO", path_info),
+    WANT("QUERY_STRING", query), WANT("CONTENT_LENGTH", content_length),
+    WANT("REMOTE_ADDR", remote_addr), WANT("REMOTE_USER", remote_user),
+    WANT("SCRIPT_NAME", script_name),
+};
+
+/* After "HTTP_". */
+static const cgi_want want_http[] = {
+    WANT("USER_AGENT", user_agent), WANT("X_FORWARDED_FOR", xff),
+    WANT("FORWARDED", forwarded), WANT("SEC_GPC", sec_gpc), WANT("DNT", dnt),
+    WANT("SEC_PURPOSE", sec_purpose), WANT("PURPOSE", purpose), WANT("X_MOZ", x_moz),
+};
+
+#undef WANT
+
+/* Fill the slot of e's variable (its name and '=' are the first len bytes)
+ * if it is one of want[0..n) and the first. */
+static void want_var(cgi_vars *v, const cgi_want *want, size_t n, const char *e, size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (want[i].len == len && e[0] == want[i].name[0] && memcmp(e, want[i].name, len) == 0) {
+            const char **slot = (const char **)(void *)((char *)v + want[i].off);
+            if (!*slot)
+                *slot = e + len;
+            return;
+        }
+    }
+}
+
 /* As tp_env_get for each of them (the first NAME= wins), in one pass. */
 static void read_cgi_vars(char *const *envp, cgi_vars *v)
 {
-    static const struct {
-        const char *name;           /* with its '=' */
-        size_t off;
-    } want[] = {
-        { "REQUEST_METHOD=", offsetof(cgi_vars, method) },
-        { "PATH_INFO=", offsetof(cgi_vars, path_info) },
-        { "QUERY_STRING=", offsetof(cgi_vars, query) },
-        { "CONTENT_LENGTH=", offsetof(cgi_vars, content_length) },
-        { "REMOTE_ADDR=", offsetof(cgi_vars, remote_addr) },
-        { "REMOTE_USER=", offsetof(cgi_vars, remote_user) },
-        { "HTTP_USER_AGENT=", offsetof(cgi_vars, user_agent) },
-        { "SCRIPT_NAME=", offsetof(cgi_vars, script_name) },
-        { "HTTP_X_FORWARDED_FOR=", offsetof(cgi_vars, xff) },
-        { "HTTP_FORWARDED=", offsetof(cgi_vars, forwarded) },
-        { "HTTP_SEC_GPC=", offsetof(cgi_vars, sec_gpc) },
-        { "HTTP_DNT=", offsetof(cgi_vars, dnt) },
-        { "HTTP_SEC_PURPOSE=", offsetof(cgi_vars, sec_purpose) },
-        { "HTTP_PURPOSE=", offsetof(cgi_vars, purpose) },
-        { "HTTP_X_MOZ=", offsetof(cgi_vars, x_moz) },
-    };
-
     memset(v, 0, sizeof(*v));
     for (; envp && *envp; envp++) {
-        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-            size_t len = strlen(want[i].name);
-            const char **slot = (const char **)(void *)((char *)v + want[i].off);
-            if ((*envp)[0] == want[i].name[0] && strncmp(*envp, want[i].name, len) == 0) {
-                if (!*slot)
-                    *slot = *envp + len;
-                break;
-            }
-        }
+        const char *e = *envp, *eq = strchr(e, '=');
+        size_t len;
+
+        if (!eq)
+            continue;
+        len = (size_t)(eq - e) + 1;
+        if (len > 5 && memcmp(e, "HTTP_", 5) == 0)
+            want_var(v, want_http, sizeof(want_http) / sizeof(want_http[0]), e + 5, len - 5);
+        else
+            want_var(v, want_plain, sizeof(want_plain) / sizeof(want_plain[0]), e, len);
     }
 }
 
@@ -178,10 +208,10 @@ static span clean_name(tp_doc *d, const char *name, size_t len, size_t max, int 
     size_t i, nuls = 0, o = 0;
     span r = { d->arena.len, 0 };
 
+    if (!memchr(name, '\0', len))
+        return clean_string(d, name, len, max, cut);
     for (i = 0; i < len; i++)
         nuls += name[i] == '\0';
-    if (!nuls)
-        return clean_string(d, name, len, max, cut);
     tmp = malloc(len + 2 * nuls);
     if (!tmp) {
         d->arena.oom = 1;
@@ -404,13 +434,14 @@ static int build_headers(builder *b, char *const *envp)
     int full = 0, body = has_body(b->v.content_length);
 
     for (; envp && *envp; envp++) {
-        const char *e = *envp, *eq = strchr(e, '='), *value;
+        const char *e = *envp, *eq, *value;
         size_t vlen;
         long nlen;
 
-        if (!eq)
+        /* Only HTTP_* and CONTENT_* name headers (tp_header_name). */
+        if ((e[0] != 'H' && e[0] != 'C') || !(eq = strchr(e, '=')))
             continue;
-        if (!body && strncmp(e, "CONTENT_", 8) == 0)
+        if (!body && e[0] == 'C' && strncmp(e, "CONTENT_", 8) == 0)
             continue;
         nlen = tp_header_name(e, (size_t)(eq - e), name, sizeof(name));
         if (nlen == 0)
@@ -805,25 +836,58 @@ static char *digits(char *o, long n, int width)
     return o + width;
 }
 
+/* The UTC calendar fields of t, as gmtime_r gives them, without its lock
+ * and time zone lookup: days to a proleptic Gregorian date by H. Hinnant's
+ * civil_from_days (eras of 400 years, years starting in March). */
+typedef struct civil {
+    long long year;
+    int mon, mday, hour, min, sec;      /* mon 1 to 12, mday 1 to 31 */
+} civil;
+
+static civil civil_of(time_t t)
+{
+    civil c;
+    long long days = (long long)t / 86400, secs = (long long)t % 86400;
+    long long era, doe, yoe, doy, mp;
+
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    c.hour = (int)(secs / 3600);
+    c.min = (int)(secs / 60 % 60);
+    c.sec = (int)(secs % 60);
+    days += 719468;                               /* from 0000-03-01 */
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;                    /* 0 to 146096 */
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  /* 0 to 399 */
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);  /* 0 to 365, from March 1 */
+    mp = (5 * doy + 2) / 153;                     /* 0 to 11, from March */
+    c.mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+    c.mon = (int)(mp < 10 ? mp + 3 : mp - 9);
+    c.year = yoe + era * 400 + (c.mon <= 2);
+    return c;
+}
+
 int tp_doc_rfc3339(struct timespec t, char *out, size_t outcap)
 {
-    struct tm tm;
+    civil c = civil_of(t.tv_sec);
     char *o = out;
 
     /* Years 0-9999 only: the format has four digits. */
-    if (outcap < 25 || !gmtime_r(&t.tv_sec, &tm) || tm.tm_year < -1900 || tm.tm_year > 8099)
+    if (outcap < 25 || c.year < 0 || c.year > 9999)
         return -1;
-    o = digits(o, tm.tm_year + 1900L, 4);
+    o = digits(o, (long)c.year, 4);
     *o++ = '-';
-    o = digits(o, tm.tm_mon + 1, 2);
+    o = digits(o, c.mon, 2);
     *o++ = '-';
-    o = digits(o, tm.tm_mday, 2);
+    o = digits(o, c.mday, 2);
     *o++ = 'T';
-    o = digits(o, tm.tm_hour, 2);
+    o = digits(o, c.hour, 2);
     *o++ = ':';
-    o = digits(o, tm.tm_min, 2);
+    o = digits(o, c.min, 2);
     *o++ = ':';
-    o = digits(o, tm.tm_sec, 2);
+    o = digits(o, c.sec, 2);
     *o++ = '.';
     o = digits(o, t.tv_nsec / 1000000L, 3);
     *o++ = 'Z';
@@ -837,12 +901,14 @@ static void put_context(builder *b, size_t i, const char *val, int from_request)
 {
     int cut = 0;
 
-    if (!val)
-        val = "";
+    if (!val || !*val) {
+        b->d->ctx[i] = (span){ 0, 0 };    /* "": nothing in the arena */
+        return;
+    }
     b->d->ctx[i] = clean_string(b->d, val, strlen(val),
                                 from_request ? (size_t)b->cfg->max_value : 0, &cut);
     if (cut)
-        note_cut(b, "context", context_keys[i], strlen(context_keys[i]));
+        note_cut(b, "context", context_keys[i].name, context_keys[i].len);
 }
 
 static void build_context(builder *b, const tp_doc_input *in, const char *method)
@@ -878,7 +944,7 @@ static void build_context(builder *b, const tp_doc_input *in, const char *method
             put_context(b, i, b->v.script_name, 1);
             break;
         default:
-            put_context(b, i, "", 1);
+            break;              /* "": ctx[i] is zero, as doc_new left it */
         }
     }
 }
@@ -894,9 +960,77 @@ static int build_stage_vars(builder *b)
     return 0;
 }
 
+/*
+ * One released document is kept for the next tp_doc_build: its arena, text
+ * and member arrays are reused, so a usual hit allocates nothing for its
+ * document.  Only a document whose memory is at most SPARE_MAX bytes is
+ * kept (a large one is freed), and only one, taken and put back with atomic
+ * exchanges.  Under AddressSanitizer every document is freed, so a use of
+ * one after tp_doc_free is still reported.
+ */
+#define SPARE_MAX (64 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_KEPT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPARE_KEPT 0
+#endif
+#endif
+#ifndef SPARE_KEPT
+#define SPARE_KEPT 1
+#endif
+
+static tp_doc *spare;
+
+static size_t pairs_bytes(const pairs *ps)
+{
+    return ps->cap * (sizeof(*ps->p) + 2 * sizeof(*ps->slot));
+}
+
+/* The members forgotten, the arrays and their index kept (and emptied). */
+static void pairs_clear(pairs *ps)
+{
+    ps->n = 0;
+    if (ps->slot)
+        memset(ps->slot, 0, 2 * ps->cap * sizeof(*ps->slot));
+}
+
+/* An empty document, as calloc gives it, in the spare's memory when there
+ * is one; NULL when out of memory. */
+static tp_doc *doc_new(void)
+{
+    tp_doc *d = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
+    tp_buf arena, out;
+    pairs path, query, header, stage;
+
+    if (!d)
+        return calloc(1, sizeof(*d));
+    arena = d->arena;
+    out = d->out;
+    path = d->path;
+    query = d->query;
+    header = d->header;
+    stage = d->stage;
+    memset(d, 0, sizeof(*d));
+    d->arena = arena;
+    d->out = out;
+    d->path = path;
+    d->query = query;
+    d->header = header;
+    d->stage = stage;
+    tp_buf_reset(&d->arena);
+    tp_buf_reset(&d->out);
+    pairs_clear(&d->path);
+    pairs_clear(&d->query);
+    pairs_clear(&d->header);
+    pairs_clear(&d->stage);
+    return d;
+}
+
 tp_doc *tp_doc_build(const tp_config *cfg, const tp_doc_input *in, char *err, size_t errlen)
 {
-    tp_doc *d = calloc(1, sizeof(*d));
+    tp_doc *d = doc_new();
     builder b = { .cfg = cfg, .d = d };
     const char *method;
 
@@ -938,8 +1072,15 @@ const tp_agent *tp_doc_agent(const tp_doc *d)
 
 void tp_doc_free(tp_doc *d)
 {
+    tp_doc *none = NULL;
+
     if (!d)
         return;
+    if (SPARE_KEPT &&
+        d->arena.cap + d->out.cap + pairs_bytes(&d->path) + pairs_bytes(&d->query) +
+        pairs_bytes(&d->header) + pairs_bytes(&d->stage) <= SPARE_MAX &&
+        __atomic_compare_exchange_n(&spare, &none, d, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;                         /* kept for the next tp_doc_build */
     tp_buf_free(&d->arena);
     tp_buf_free(&d->out);
     free(d->path.p);
@@ -981,36 +1122,37 @@ static void write_doc(tp_doc *d)
     o->len = 0;
     /* Room for the usual text at once: the strings, the keys, the rest. */
     tp_buf_reserve(o, d->arena.len + 1024);
-    put_lit(o, "{\"body-json\":");
+    tp_buf_put(o, TP_LIT("{\"body-json\":"));
     tp_buf_put(o, at(d, d->body), d->body.len);
-    put_lit(o, ",\"params\":{\"path\":");
+    tp_buf_put(o, TP_LIT(",\"params\":{\"path\":"));
     write_pairs(d, o, &d->path);
-    put_lit(o, ",\"querystring\":");
+    tp_buf_put(o, TP_LIT(",\"querystring\":"));
     write_pairs(d, o, &d->query);
-    put_lit(o, ",\"header\":");
+    tp_buf_put(o, TP_LIT(",\"header\":"));
     write_pairs(d, o, &d->header);
-    put_lit(o, "},\"stage-variables\":");
+    tp_buf_put(o, TP_LIT("},\"stage-variables\":"));
     write_pairs(d, o, &d->stage);
-    put_lit(o, ",\"context\":{");
+    tp_buf_put(o, TP_LIT(",\"context\":{"));
     for (i = 0; i < NCTX; i++) {
         if (i)
             tp_buf_put(o, ",", 1);
-        tp_json_string(o, context_keys[i], strlen(context_keys[i]));
-        tp_buf_put(o, ":", 1);
+        tp_buf_put(o, TP_LIT("\""));
+        tp_buf_put(o, context_keys[i].name, context_keys[i].len);
+        tp_buf_put(o, TP_LIT("\":"));
         tp_json_string(o, at(d, d->ctx[i]), d->ctx[i].len);
     }
-    put_lit(o, "},\"agent\":{\"class\":\"");
+    tp_buf_put(o, TP_LIT("},\"agent\":{\"class\":\""));
     put_lit(o, tp_agent_class_name(d->agent.cls));
-    put_lit(o, "\",\"name\":");
+    tp_buf_put(o, TP_LIT("\",\"name\":"));
     tp_json_string(o, d->agent.name, strlen(d->agent.name));
-    put_lit(o, "},\"date\":");
+    tp_buf_put(o, TP_LIT("},\"date\":"));
     tp_json_int64(o, d->ms);
-    put_lit(o, ",\"@timestamp\":");
+    tp_buf_put(o, TP_LIT(",\"@timestamp\":"));
     tp_json_string(o, d->ts, strlen(d->ts));
     if (d->gpc)
-        put_lit(o, ",\"privacy\":\"gpc\"");
+        tp_buf_put(o, TP_LIT(",\"privacy\":\"gpc\""));
     if (d->ntrunc) {
-        put_lit(o, ",\"truncated\":[");
+        tp_buf_put(o, TP_LIT(",\"truncated\":["));
         for (i = 0; i < d->ntrunc; i++) {
             if (i)
                 tp_buf_put(o, ",", 1);

@@ -58,7 +58,10 @@ const char *tp_doc_serialize(const tp_config *cfg, tp_doc *doc, size_t *len);
 /* Who is asking, as the document says (owned by doc and the list). */
 const tp_agent *tp_doc_agent(const tp_doc *doc);
 
-/* Release doc (NULL is fine). */
+/* Release doc (NULL is fine).  Its text (tp_doc_serialize) and agent name
+ * are then no longer the caller's: one released document's memory, when it
+ * is at most 64 KiB, is kept by this module and reused by the next
+ * tp_doc_build (in any thread); the rest is freed. */
 void tp_doc_free(tp_doc *doc);
 
 /* Format t as "2025-11-26T19:40:00.123Z" into out (at least 25 bytes).

@@ -15,6 +15,14 @@ int tp_index_dated(const char *pattern)
     return 0;
 }
 
+/* n (0 <= n < 10^width) as width digits and a NUL, as "%0<width>d" writes it. */
+static void zero_padded(char *out, int n, int width)
+{
+    for (int k = width - 1; k >= 0; k--, n /= 10)
+        out[k] = (char)('0' + n % 10);
+    out[width] = '\0';
+}
+
 /* Expand with given fields; conversions other than %Y %m %d fail. */
 static int expand(const char *pattern, int year, int month, int day, char *out, size_t outcap)
 {
@@ -23,24 +31,30 @@ static int expand(const char *pattern, int year, int month, int day, char *out, 
 
     for (p = pattern; *p; p++) {
         char piece[8];
+        const char *src = piece;
         size_t len;
 
         if (*p != '%') {
-            piece[0] = *p;
-            piece[1] = '\0';
+            src = p;                           /* the text up to the next '%' */
+            len = strcspn(p, "%");
+            p += len - 1;
         } else if (p[1] == 'Y') {
-            snprintf(piece, sizeof(piece), "%04d", year % 10000);
+            if (year % 10000 >= 0)
+                zero_padded(piece, year % 10000, 4);
+            else
+                snprintf(piece, sizeof(piece), "%04d", year % 10000);
             p++;
         } else if (p[1] == 'm' || p[1] == 'd') {
-            snprintf(piece, sizeof(piece), "%02d", p[1] == 'm' ? month : day);
+            zero_padded(piece, p[1] == 'm' ? month : day, 2);
             p++;
         } else {
             return -1;
         }
-        len = strlen(piece);
+        if (src == piece)
+            len = strlen(piece);
         if (o + len >= outcap)
             return -1;
-        memcpy(out + o, piece, len);
+        memcpy(out + o, src, len);
         o += len;
     }
     if (outcap == 0)
@@ -53,6 +67,8 @@ int tp_index_expand(const char *pattern, time_t t, char *out, size_t outcap)
 {
     struct tm tm;
 
+    if (!strchr(pattern, '%'))                 /* no date: no calendar needed */
+        return expand(pattern, 0, 0, 0, out, outcap);
     if (!gmtime_r(&t, &tm))
         return -1;
     return expand(pattern, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, out, outcap);

@@ -1,6 +1,6 @@
 #include "tp_json.h"
 
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +16,34 @@ static const unsigned char needs_escape[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,   /* '\\' */
 };
 
+/* 1 when one of the eight bytes in w is one needs_escape[] marks: below
+ * 0x20, '"' or '\\'.  (x - 0x01..) & ~x & 0x80.. has a bit set exactly when
+ * x has a zero byte; x - 0x20.. likewise for a byte below 0x20. */
+static int word_needs_escape(uint64_t w)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+
+    return (((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) |
+            ((backslash - ones) & ~backslash)) & highs ? 1 : 0;
+}
+
+/* The length of the run at p[0..n) that needs no escape. */
+static size_t plain_run(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    uint64_t w;
+
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        if (word_needs_escape(w))
+            break;
+    }
+    while (i < n && !needs_escape[p[i]])
+        i++;
+    return i;
+}
+
 void tp_json_string(tp_buf *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -30,9 +58,7 @@ void tp_json_string(tp_buf *b, const char *s, size_t n)
     o = b->data + b->len;
     *o++ = '"';
     while (i < n) {
-        run = i;
-        while (run < n && !needs_escape[p[run]])
-            run++;
+        run = i + plain_run(p + i, n - i);
         memcpy(o, p + i, run - i);
         o += run - i;
         i = run;
@@ -63,10 +89,14 @@ void tp_json_string(tp_buf *b, const char *s, size_t n)
 
 void tp_json_int64(tp_buf *b, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+    char num[24], *o = num + sizeof(num);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-    if (n > 0)
-        tp_buf_put(b, num, (size_t)n);
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--o = '-';
+    tp_buf_put(b, o, (size_t)(num + sizeof(num) - o));
 }
-

@@ -29,14 +29,15 @@ size_t tp_query_decode(const char *s, size_t len, char *out, int plus_is_space)
 long tp_query_each(const char *qs, tp_query_cb cb, void *ctx)
 {
     long count = -1;
-    char *scratch = NULL;
+    char small[512], *scratch = NULL;
     const char *p, *end;
     size_t qlen;
 
     if (!qs)
         qs = "";
     qlen = strlen(qs);
-    scratch = malloc(qlen + 1);
+    /* A usual query string is decoded on the stack. */
+    scratch = qlen < sizeof(small) ? small : malloc(qlen + 1);
     if (!scratch)
         goto fail;
 
@@ -65,6 +66,7 @@ long tp_query_each(const char *qs, tp_query_cb cb, void *ctx)
     }
 
 fail:
-    free(scratch);
+    if (scratch != small)
+        free(scratch);
     return count;
 }

@@ -1,5 +1,6 @@
 #include "tp_utf8.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,11 +48,30 @@ static size_t char_len(const unsigned char *s, size_t len, size_t *bad)
     return need;
 }
 
+/* 1 when every byte of p[0..len) is below 0x80: the usual case, tested
+ * eight bytes at a time without a branch per byte. */
+static int all_ascii(const unsigned char *p, size_t len)
+{
+    uint64_t w, any = 0;
+    unsigned char tail = 0;
+    size_t i = 0;
+
+    for (; len - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        any |= w;
+    }
+    for (; i < len; i++)
+        tail |= p[i];
+    return !(any & UINT64_C(0x8080808080808080)) && !(tail & 0x80);
+}
+
 int tp_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, bad;
 
+    if (all_ascii(p, len))
+        return 1;
     while (i < len) {
         size_t n;
         if (p[i] < 0x80) {

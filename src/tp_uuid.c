@@ -9,20 +9,22 @@
 
 void tp_uuid_format(const unsigned char in[16], char out[TP_UUID_LEN + 1])
 {
+    /* Where each byte's two digits go in 8-4-4-4-12. */
+    static const unsigned char at[16] = {
+        0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34,
+    };
     unsigned char b[16];
-    size_t i, o = 0;
+    size_t i;
 
-    for (i = 0; i < 16; i++)
-        b[i] = in[i];
+    memcpy(b, in, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);   /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);   /* variant 10 */
     for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = tp_hexdigit(b[i] >> 4);
-        out[o++] = tp_hexdigit(b[i]);
+        out[at[i]] = tp_hexdigit(b[i] >> 4);
+        out[at[i] + 1] = tp_hexdigit(b[i]);
     }
-    out[o] = '\0';
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[TP_UUID_LEN] = '\0';
 }
 
 int tp_uuid_v4(char out[TP_UUID_LEN + 1])

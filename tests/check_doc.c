@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -424,6 +425,55 @@ START_TEST(rfc3339)
     t.tv_nsec = 10000000;
     ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
     ck_assert_str_eq(out, "2025-11-26T19:40:45.010Z");
+    t.tv_sec = -62167219200;              /* the first second of year 0 */
+    t.tv_nsec = 0;
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "0000-01-01T00:00:00.000Z");
+    t.tv_sec--;
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), -1);
+}
+END_TEST
+
+/* tp_doc_rfc3339(t) is what gmtime_r(t) and strftime-like formatting say. */
+static void as_gmtime(struct timespec t)
+{
+    char out[32], want[96];
+    struct tm tm;
+
+    ck_assert_ptr_nonnull(gmtime_r(&t.tv_sec, &tm));
+    snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, t.tv_nsec / 1000000);
+    ck_assert_int_eq(tp_doc_rfc3339(t, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, want);
+}
+
+/* The date is computed without gmtime_r: the same fields as gmtime_r at
+ * each day's first and last second from 1969 to 2040, and around the turn
+ * of centuries (leap or not), and at odd seconds across years 0 to 9999. */
+START_TEST(rfc3339_as_gmtime)
+{
+    static const time_t centuries[] = {         /* January 1 of: */
+        -11676096000, -8520336000, -5364662400, -2208988800,    /* 1600 1700 1800 1900 */
+        946684800, 4102444800, 13569465600,                     /* 2000 2100 2400 */
+    };
+    struct timespec t = { 0, 5000000 };
+
+    for (time_t day = -86400 * 366; day < 2208988800; day += 86400) {
+        t.tv_sec = day;
+        as_gmtime(t);
+        t.tv_sec = day + 86399;
+        as_gmtime(t);
+    }
+    for (size_t i = 0; i < sizeof(centuries) / sizeof(centuries[0]); i++) {
+        for (long d = -40; d < 70; d++) {       /* December 1 to March 11 */
+            t.tv_sec = centuries[i] + d * 86400;
+            as_gmtime(t);
+            t.tv_sec += 86399;
+            as_gmtime(t);
+        }
+    }
+    for (t.tv_sec = -62167219200; t.tv_sec < 253402300799; t.tv_sec += 77777777)
+        as_gmtime(t);
 }
 END_TEST
 
@@ -464,6 +514,74 @@ START_TEST(many_repeated_names)
     ck_assert_ptr_null(strstr(got, "truncated"));
     tp_doc_free(doc);
     tp_config_free(&cfg);
+}
+END_TEST
+
+/* A released document's memory is reused by the next build (not under
+ * AddressSanitizer): nothing of the large, cut document before shows in the
+ * small one after, which is exactly the minimal GET's text. */
+START_TEST(reused_document)
+{
+    static const char *const big_cgi[] = {
+        "REQUEST_METHOD=POST", "CONTENT_LENGTH=60", "PATH_INFO=/a/b",
+        "QUERY_STRING=a=1&b=2&c=3&d=4&e=5", "HTTP_USER_AGENT=Googlebot/2.1 and a long tail",
+        "HTTP_REFERER=https://example.com/", "HTTP_ACCEPT=*/*", "HTTP_X_ONE=1", NULL };
+    static const char *const small_cgi[] = {
+        "REQUEST_METHOD=GET", "REMOTE_ADDR=203.0.113.9", "SCRIPT_NAME=/pixel", NULL };
+    static const char want[] =
+        "{\"body-json\":{},\"params\":{\"path\":{},\"querystring\":{},\"header\":{}},"
+        "\"stage-variables\":{},\"context\":{\"account-id\":\"\",\"api-id\":\"api1\","
+        "\"api-key\":\"\",\"authorizer-principal-id\":\"\",\"caller\":\"\","
+        "\"cognito-authentication-provider\":\"\",\"cognito-authentication-type\":\"\","
+        "\"cognito-identity-id\":\"\",\"cognito-identity-pool-id\":\"\","
+        "\"http-method\":\"GET\",\"stage\":\"test\",\"source-ip\":\"203.0.113.9\","
+        "\"user\":\"\",\"user-agent\":\"\",\"user-arn\":\"\",\"request-id\":\"" ID "\","
+        "\"resource-id\":\"\",\"resource-path\":\"/pixel\"},"
+        "\"agent\":{\"class\":\"unknown\",\"name\":\"\"},"
+        "\"date\":1764186000123,\"@timestamp\":\"2025-11-26T19:40:00.123Z\"}";
+    const char *body = "{\"k\":\"0123456789012345678901234567890123456789012345678\"}";
+    tp_config tight, plain;
+    tp_doc_input in;
+    tp_doc *big, *small;
+    char err[256];
+    const char *got;
+    size_t len;
+
+    ck_assert_int_eq(tp_config_load(&tight, tight_env, err, sizeof(err)), 0);
+    ck_assert_int_eq(tp_config_load(&plain, default_env, err, sizeof(err)), 0);
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)big_cgi;
+    in.body = body;
+    in.body_len = strlen(body);
+    in.body_complete = 0;
+    in.request_id = ID;
+    in.now.tv_sec = 1764186000;
+    in.now.tv_nsec = 123456789;
+    big = tp_doc_build(&tight, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(big);
+    got = tp_doc_serialize(&tight, big, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(strstr(got, "\"truncated\":[\"body-json\",\"params.querystring\","
+                              "\"params.header.User-Agent\",\"params.header\","
+                              "\"context.user-agent\"]}") != NULL, "%s", got);
+    tp_doc_free(big);
+
+    in.envp = (char *const *)small_cgi;
+    in.body = NULL;
+    in.body_len = 0;
+    in.body_complete = 1;
+    small = tp_doc_build(&plain, &in, err, sizeof(err));
+    ck_assert_ptr_nonnull(small);
+#if !defined(__SANITIZE_ADDRESS__)
+    ck_assert_ptr_eq(small, big);     /* the same memory, reused */
+#endif
+    got = tp_doc_serialize(&plain, small, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, want);
+    ck_assert_uint_eq(len, sizeof(want) - 1);
+    tp_doc_free(small);
+    tp_config_free(&tight);
+    tp_config_free(&plain);
 }
 END_TEST
 
@@ -665,7 +783,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, document_size_context_last);
     tcase_add_test(tc, document_size_truncated_list_collapses);
     tcase_add_test(tc, rfc3339);
+    tcase_add_test(tc, rfc3339_as_gmtime);
     tcase_add_test(tc, many_repeated_names);
+    tcase_add_test(tc, reused_document);
     tcase_add_loop_test(tc, privacy_table, 0, (int)(sizeof(privacy_rows) / sizeof(privacy_rows[0])));
     tcase_add_test(tc, agent_in_document);
     suite_add_tcase(s, tc);

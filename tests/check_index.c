@@ -21,6 +21,9 @@ static const struct {
     { "events-%Y.%m.%d", AFTER_MIDNIGHT, "events-2026.11.27" },
     { "ev-%Y%m", (time_t)0, "ev-197001" },
     { "a%d%d", (time_t)86400 * 9, "a1010" },
+    { "y%Y.%m.%d", (time_t)-62004009600, "y0005.03.04" },        /* 0005-03-04 */
+    { "y%Y.%m.%d", (time_t)317336832000, "y2026.01.02" },        /* 12026-01-02 */
+    { "y%Y.%m.%d", (time_t)-62185708800, "y-001.06.01" },        /* -0001-06-01 */
 };
 
 START_TEST(expand_table)

@@ -40,6 +40,24 @@ START_TEST(every_ascii_byte)
 }
 END_TEST
 
+/* Runs without escapes are checked eight bytes at a time: each byte that is
+ * escaped, and bytes next to those ('!', '#', '[', ']', 0x1f, 0x20, 0x7f, high
+ * bytes), at every place of a 17-byte run. */
+START_TEST(escape_at_every_place)
+{
+    static const char probes[] = "\"\\\x01\x1f\n\t !#[]\x7f\x80\xff";
+
+    for (size_t k = 0; k < sizeof(probes) - 1; k++) {
+        for (size_t at = 0; at < 17; at++) {
+            char run[17];
+            memset(run, 'x', sizeof(run));
+            run[at] = probes[k];
+            same_as_jsonc(run, sizeof(run));
+        }
+    }
+}
+END_TEST
+
 START_TEST(exact_text)
 {
     tp_buf b = { 0 };
@@ -54,6 +72,15 @@ START_TEST(exact_text)
     tp_buf_put(&b, " ", 1);
     tp_json_int64(&b, 1764186000123LL);
     ck_assert_str_eq(b.data, "-9223372036854775808 1764186000123");
+    b.len = 0;
+    tp_json_int64(&b, 0);
+    tp_buf_put(&b, " ", 1);
+    tp_json_int64(&b, -1);
+    tp_buf_put(&b, " ", 1);
+    tp_json_int64(&b, 10);
+    tp_buf_put(&b, " ", 1);
+    tp_json_int64(&b, INT64_MAX);
+    ck_assert_str_eq(b.data, "0 -1 10 9223372036854775807");
     tp_buf_free(&b);
 }
 END_TEST
@@ -94,6 +121,7 @@ static Suite *make_suite(void)
     Suite *s = suite_create("json");
     TCase *tc = tcase_create("json");
     tcase_add_test(tc, every_ascii_byte);
+    tcase_add_test(tc, escape_at_every_place);
     tcase_add_test(tc, exact_text);
     tcase_add_test(tc, utf8_and_growth);
     tcase_add_test(tc, action_line);

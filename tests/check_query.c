@@ -53,6 +53,7 @@ static const struct {
     { "equals in value", "a=b=c", "a=b=c|", 1 },
     { "repeated name kept in order", "a=1&a=2", "a=1|a=2|", 2 },
     { "utf8 escapes", "e=%F0%9F%98%80", "e=\xF0\x9F\x98\x80|", 1 },
+    { "runs between escapes", "ab%41cd+ef%zzgh=%2", "abAcd ef%zzgh=%2|", 1 },
 };
 
 START_TEST(split_table)
@@ -91,6 +92,30 @@ START_TEST(decode_no_plus)
 }
 END_TEST
 
+static int lengths_cb(void *ctx, const char *n, size_t nl, const char *v, size_t vl)
+{
+    size_t *sum = ctx;
+    *sum = *sum * 1000 + nl * 100 + vl + (v[vl - 1] == 'A');
+    (void)n;
+    return 0;
+}
+
+/* A query string longer than the stack scratch (512 bytes) is decoded on
+ * the heap, alike. */
+START_TEST(long_query)
+{
+    static char qs[1024];
+    size_t sum = 0;
+
+    memset(qs, 0, sizeof(qs));
+    memcpy(qs, "n=", 2);
+    memset(qs + 2, 'x', 700);
+    memcpy(qs + 702, "&m=x%41", 7);
+    ck_assert_int_eq(tp_query_each(qs, lengths_cb, &sum), 2);
+    ck_assert_uint_eq(sum, (100 + 700) * 1000 + 100 + 2 + 1);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("query");
@@ -98,6 +123,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, split_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
     tcase_add_test(tc, null_and_stop);
     tcase_add_test(tc, decode_no_plus);
+    tcase_add_test(tc, long_query);
     suite_add_tcase(s, tc);
     return s;
 }

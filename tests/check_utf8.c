@@ -36,6 +36,14 @@ static const struct {
     ROW("past U+10FFFF (F4 90)", "\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD, 0),
     ROW("F5 lead", "\xF5\x80\x80\x80", FFFD FFFD FFFD FFFD, 0),
     ROW("latin-1 word", "caf\xE9!", "caf" FFFD "!", 0),
+    /* Eight ASCII bytes are checked at once: bytes at and across those
+     * words' edges. */
+    ROW("16 ascii", "0123456789abcdef", "0123456789abcdef", 1),
+    ROW("bad byte 8 of a word", "abcdefg\xFF", "abcdefg" FFFD, 0),
+    ROW("bad byte after a word", "abcdefgh\xFF" "ijklmnop", "abcdefgh" FFFD "ijklmnop", 0),
+    ROW("2-byte across words", "abcdefg\xC3\xA9" "hijklmnopq", "abcdefg\xC3\xA9" "hijklmnopq", 1),
+    ROW("truncated after words", "0123456789abcdef\xE2\x82", "0123456789abcdef" FFFD, 0),
+    ROW("bad in a word's tail", "0123456789ab\x80" "defghijk", "0123456789ab" FFFD "defghijk", 0),
 };
 
 START_TEST(repair_table)

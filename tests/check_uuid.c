@@ -33,6 +33,10 @@ START_TEST(format_sets_version_and_variant)
     ck_assert_str_eq(out, "ffffffff-ffff-4fff-bfff-ffffffffffff");
     tp_uuid_format(zeros, out);
     ck_assert_str_eq(out, "00000000-0000-4000-8000-000000000000");
+    for (int i = 0; i < 16; i++)
+        ones[i] = (unsigned char)(i * 0x11 ^ 0x0f);     /* 0f 1e 2d ... f0: each byte its place */
+    tp_uuid_format(ones, out);
+    ck_assert_str_eq(out, "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0");
 }
 END_TEST
 
