@@ -85,7 +85,7 @@ static const tp_config_var vars[] = {
     { "TRACKPIXEL_OUTPUT", TP_CONF_STRING, "events.ndjson", 0,
       "file the documents are appended to in _bulk format when TRACKPIXEL_ES_URL is unset" },
     { "TRACKPIXEL_SPOOL_DIR", TP_CONF_STRING, "/var/spool/trackpixel", 0,
-      "directory of the journal and dead letters (must be writable by the worker); empty: no journal, failed documents are dropped" },
+      "directory of the journal and dead letters (must be writable by the worker); empty: no journal, documents wait in memory (at most 1000 or 4 MiB) and are dropped past that" },
     { "TRACKPIXEL_SPOOL_MAX_MB", TP_CONF_COUNT, "1024", 0,
       "spool size limit in MiB; when full, new documents are dropped (and counted)" },
     { "TRACKPIXEL_SPOOL_FSYNC", TP_CONF_BOOL, "0", 0,
