@@ -85,7 +85,7 @@ static const tp_config_var vars[] = {
     { "TRACKPIXEL_OUTPUT", TP_CONF_STRING, "events.ndjson", 0,
       "file the documents are appended to in _bulk format when TRACKPIXEL_ES_URL is unset" },
     { "TRACKPIXEL_SPOOL_DIR", TP_CONF_STRING, "/var/spool/trackpixel", 0,
-      "directory of the journal and dead letters (must be writable by the worker); empty: no journal, failed documents are dropped" },
+      "directory of the journal and dead letters (must be writable by the worker); empty: no journal, documents wait in memory (at most 1000 or 4 MiB) and are dropped past that" },
     { "TRACKPIXEL_SPOOL_MAX_MB", TP_CONF_COUNT, "1024", 0,
       "spool size limit in MiB; when full, new documents are dropped (and counted)" },
     { "TRACKPIXEL_SPOOL_FSYNC", TP_CONF_BOOL, "0", 0,
@@ -95,7 +95,7 @@ static const tp_config_var vars[] = {
     { "TRACKPIXEL_SLOW_MS", TP_CONF_MS, "50", 0,
       "a cluster answer slower than this, milliseconds, makes a worker leave the next hits to its delivery thread (in _bulk batches) until answers are fast again" },
     { "TRACKPIXEL_BULK_MAX_KB", TP_CONF_COUNT, "512", 0,
-      "largest _bulk request the delivery thread sends, KiB; keep it under the body limit of any proxy before the cluster (a 413 answer halves it)" },
+      "largest _bulk request the delivery thread sends, KiB, at most 65536 (64 MiB); keep it under the body limit of any proxy before the cluster (a 413 answer halves it)" },
     { "TRACKPIXEL_BODY_TIMEOUT_MS", TP_CONF_MS, "5000", 0,
       "read deadline for a POST body, milliseconds; a slower body is recorded as cut" },
     { "TRACKPIXEL_STAGE", TP_CONF_STRING, "prod", 0,
@@ -275,16 +275,46 @@ static int is_number(tp_config_kind kind)
            kind == TP_CONF_DAYS;
 }
 
+/* Counts whose ceiling is below TP_CONF_COUNT's; their help says it too. */
+static const struct {
+    const char *name;
+    long max;
+} count_max[] = {
+    /* A _bulk request is built in memory: 64 MiB at most. */
+    { "TRACKPIXEL_BULK_MAX_KB", 65536 },
+};
+
+/* The largest value of v's kind, or of v itself when it has its own. */
+static long number_max(const tp_config_var *v)
+{
+    size_t i;
+
+    if (v->kind == TP_CONF_MS)
+        return 3600000L;
+    if (v->kind == TP_CONF_BOOL)
+        return 1;
+    if (v->kind == TP_CONF_DAYS)
+        return 36500;
+    for (i = 0; i < sizeof(count_max) / sizeof(count_max[0]); i++)
+        if (strcmp(v->name, count_max[i].name) == 0)
+            return count_max[i].max;
+    return 1L << 30;
+}
+
 /* A number variable from val, within its kind's range, into *dst. */
 static int load_number(const tp_config_var *v, const char *val, long *dst,
                        char *err, size_t errlen)
 {
     long min = v->kind == TP_CONF_BOOL || v->kind == TP_CONF_DAYS ? 0 : 1;
-    long max = v->kind == TP_CONF_MS ? 3600000L : v->kind == TP_CONF_BOOL ? 1 :
-               v->kind == TP_CONF_DAYS ? 36500 : (1L << 30);
+    long max = number_max(v), over;
 
     if (parse_long(val, min, max, dst) < 0) {
-        snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
+        /* A count over its own ceiling is not a typo: say the ceiling. */
+        if (v->kind == TP_CONF_COUNT && max < (1L << 30) &&
+            parse_long(val, max + 1, 1L << 30, &over) == 0)
+            snprintf(err, errlen, "%s: at most %ld", v->name, max);
+        else
+            snprintf(err, errlen, "%s: not a number from %ld to %ld", v->name, min, max);
         return -1;
     }
     return 0;

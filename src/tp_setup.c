@@ -61,8 +61,13 @@ static int supported(tp_setup_cluster *cl, const char *flavor, char *err, size_t
     return 0;
 }
 
-int tp_setup_detect(tp_es *es, const tp_config *cfg, tp_setup_cluster *cl,
-                    char *err, size_t errlen)
+/*
+ * What the cluster is: GET / (not for aoss, known from the service name).
+ * Returns 0, or -1 with one line in err: unreachable, refused credentials,
+ * not Elasticsearch >= 7.10 (default distribution) or OpenSearch >= 2.
+ */
+static int tp_setup_detect(tp_es *es, const tp_config *cfg, tp_setup_cluster *cl,
+                           char *err, size_t errlen)
 {
     json_object *j = NULL, *version = NULL;
     char why[512];
@@ -636,7 +641,7 @@ static void setup_template(run *r, int pipeline, int ilm)
 int tp_setup_run(const tp_config *cfg, int check_only, FILE *out)
 {
     run r;
-    char err[512];
+    char err[640];      /* tp_setup_detect: a prefix and a 512-byte reason */
     int pipeline, ilm;
 
     memset(&r, 0, sizeof(r));

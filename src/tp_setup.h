@@ -33,14 +33,6 @@ typedef struct tp_setup_cluster {
 } tp_setup_cluster;
 
 /*
- * What the cluster is: GET / (not for aoss, known from the service name).
- * Returns 0, or -1 with one line in err: unreachable, refused credentials,
- * not Elasticsearch >= 7.10 (default distribution) or OpenSearch >= 2.
- */
-int tp_setup_detect(tp_es *es, const tp_config *cfg, tp_setup_cluster *cl,
-                    char *err, size_t errlen);
-
-/*
  * The index template's body for cl: pipeline non-zero sets the user-agent
  * pipeline as index.default_pipeline; ilm non-zero names the retention ILM
  * policy.  _meta.digest is the SHA-256 of the rest, so a template read back

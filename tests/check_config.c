@@ -49,7 +49,7 @@ START_TEST(values)
         "AWS_DEFAULT_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
         "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         "TRACKPIXEL_STAGE_VAR_campaign=winter", "TRACKPIXEL_STAGE_VAR_Mixed_Case=x",
-        "TRACKPIXEL_TIMEOUT_MS=250", NULL };
+        "TRACKPIXEL_TIMEOUT_MS=250", "TRACKPIXEL_BULK_MAX_KB=65536", NULL };
     tp_config cfg;
     char err[256], shown[256];
     const tp_config_var *vars;
@@ -61,6 +61,7 @@ START_TEST(values)
     ck_assert_str_eq(cfg.region, "eu-west-1");
     ck_assert_int_eq(cfg.signing, 1);
     ck_assert_int_eq(cfg.timeout_ms, 250);
+    ck_assert_int_eq(cfg.bulk_max_kb, 65536);
     ck_assert_uint_eq(cfg.nstage_vars, 2);
     ck_assert_str_eq(cfg.stage_vars[0].name, "campaign");
     ck_assert_str_eq(cfg.stage_vars[0].value, "winter");
@@ -128,6 +129,8 @@ static const struct {
     { "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" },
     { "TRACKPIXEL_STAGE_VAR_=x", "TRACKPIXEL_STAGE_VAR_<name>: the name is empty" },
     { "TRACKPIXEL_RECORD_BOTS=no", "TRACKPIXEL_RECORD_BOTS: not a number from 0 to 1" },
+    { "TRACKPIXEL_BULK_MAX_KB=65537", "TRACKPIXEL_BULK_MAX_KB: at most 65536" },
+    { "TRACKPIXEL_BULK_MAX_KB=0", "TRACKPIXEL_BULK_MAX_KB: not a number from 1 to 65536" },
     { "TRACKPIXEL_ES_IDS=random", "TRACKPIXEL_ES_IDS: request-id or auto" },
     { "TRACKPIXEL_ES_USER=elastic", "TRACKPIXEL_ES_USER is set but neither TRACKPIXEL_ES_PASSWORD nor TRACKPIXEL_ES_PASSWORD_FILE is" },
     { "TRACKPIXEL_ES_PASSWORD=pw-secret", "TRACKPIXEL_ES_PASSWORD is set but TRACKPIXEL_ES_USER is not" },

@@ -124,10 +124,18 @@ static void on_item(void *ctx, size_t i, long status, const char *reason)
     s->n++;
 }
 
-/* One request against one canned answer: create (n == 0) or _bulk of n. */
-static tp_es_result run(const char *status_line, const char *headers, const char *body, long n,
-                        long *status, char *err, size_t errlen, items_seen *seen,
-                        const char *userinfo, canned *c)
+/* What one run saw: the request sent, the status, err and the items. */
+typedef struct exchange {
+    canned c;
+    items_seen seen;
+    long status;              /* -1 until the client sets it */
+    char err[512];
+} exchange;
+
+/* One request against one canned answer: create (n == 0) or _bulk of n.
+ * x is reset first. */
+static tp_es_result run(exchange *x, const char *status_line, const char *headers,
+                        const char *body, long n, const char *userinfo)
 {
     tp_config cfg;
     char url[128];
@@ -135,22 +143,29 @@ static tp_es_result run(const char *status_line, const char *headers, const char
     tp_es *es;
     tp_es_result r;
 
-    memset(c, 0, sizeof(*c));
-    c->status_line = status_line;
-    c->headers = headers;
-    c->body = body;
-    es = client(c, &cfg, url, sizeof(url), userinfo);
-    pthread_create(&t, NULL, serve, c);
-    err[0] = '\0';
+    memset(x, 0, sizeof(*x));
+    x->status = -1;
+    x->c.status_line = status_line;
+    x->c.headers = headers;
+    x->c.body = body;
+    es = client(&x->c, &cfg, url, sizeof(url), userinfo);
+    pthread_create(&t, NULL, serve, &x->c);
     if (n == 0)
-        r = tp_es_create(es, "id-1", "{\"a\":1}", 7, 1700000000, status, err, errlen);
+        r = tp_es_create(es, "id-1", "{\"a\":1}", 7, 1700000000, &x->status, x->err,
+                         sizeof(x->err));
     else
-        r = tp_es_bulk(es, NULL, "x\n", 2, n, on_item, seen, 1700000000, status, err, errlen);
+        r = tp_es_bulk(es, NULL, "x\n", 2, n, on_item, &x->seen, 1700000000, &x->status,
+                       x->err, sizeof(x->err));
     pthread_join(t, NULL);
-    close(c->fd);
+    close(x->c.fd);
     tp_es_free(es);
     return r;
 }
+
+/* A _bulk answer with filter_path: one created, one refused. */
+#define BULK_ONE_REFUSED \
+    "{\"errors\":true,\"items\":[{\"create\":{\"status\":201}},{\"create\":{\"status\":400," \
+    "\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"bad\"}}}]}"
 
 /* A _bulk answer as Elasticsearch 7.10 writes it without filter_path. */
 #define BULK_FULL \
@@ -197,10 +212,7 @@ static const answer_case answers[] = {
       TP_ES_REJECT, 400, "HTTP 400: mapper_parsing_exception: failed to parse", 0 },
     { "create_503_retry", "503 Service Unavailable", "", "{}", 0, TP_ES_RETRY, 503, "HTTP 503",
       0 },
-    { "bulk_well_formed", "200 OK", "",
-      "{\"errors\":true,\"items\":[{\"create\":{\"status\":201}},{\"create\":{\"status\":400,"
-      "\"error\":{\"type\":\"mapper_parsing_exception\",\"reason\":\"bad\"}}}]}", 2, TP_ES_OK,
-      200, NULL, 2 },
+    { "bulk_well_formed", "200 OK", "", BULK_ONE_REFUSED, 2, TP_ES_OK, 200, NULL, 2 },
     { "bulk_items_not_objects", "200 OK", "", "{\"items\":[1]}", 1, TP_ES_RETRY, 200,
       "HTTP 200: not a _bulk answer for 1 documents: {\"items\":[1]}", 0 },
     { "bulk_errors_items_not_objects", "200 OK", "", "{\"errors\":true,\"items\":[1]}", 1,
@@ -230,37 +242,39 @@ static const answer_case answers[] = {
 START_TEST(answer_is_classified)
 {
     const answer_case *t = &answers[_i];
-    items_seen seen;
-    canned c;
-    long status = -1;
-    char err[512];
+    exchange x;
     tp_es_result r;
 
-    memset(&seen, 0, sizeof(seen));
-    r = run(t->status_line, t->headers, t->body, t->n, &status, err, sizeof(err), &seen, "", &c);
-    ck_assert_msg(r == t->want, "%s: result %d, want %d (%s)", t->name, r, t->want, err);
-    ck_assert_int_eq(status, t->want_status);
+    r = run(&x, t->status_line, t->headers, t->body, t->n, "");
+    ck_assert_msg(r == t->want, "%s: result %d, want %d (%s)", t->name, r, t->want, x.err);
+    ck_assert_int_eq(x.status, t->want_status);
     if (t->want_err)
-        ck_assert_msg(strstr(err, t->want_err) != NULL, "%s: err \"%s\"", t->name, err);
-    ck_assert_int_eq(seen.n, t->want_items);
+        ck_assert_msg(strstr(x.err, t->want_err) != NULL, "%s: err \"%s\"", t->name, x.err);
+    ck_assert_int_eq(x.seen.n, t->want_items);
 }
 END_TEST
 
+/* A _bulk answer of two items: each reported in order, with its reason. */
+static const struct {
+    const char *body;
+    long status[2];
+    const char *reason[2];
+} item_answers[] = {
+    { BULK_ONE_REFUSED, { 201, 400 }, { "", "mapper_parsing_exception: bad" } },
+    { BULK_FULL, { 201, 409 }, { "", "version_conflict_engine_exception: [b]: version conflict, "
+                                     "document already exists (current version [1])" } },
+};
+
 START_TEST(bulk_items_in_order)
 {
-    items_seen seen;
-    canned c;
-    long status = 0;
-    char err[512];
+    exchange x;
 
-    memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(run("200 OK", "", answers[9].body, 2, &status, err, sizeof(err), &seen, "",
-                         &c), TP_ES_OK);
-    ck_assert_int_eq(seen.n, 2);
-    ck_assert_int_eq(seen.status[0], 201);
-    ck_assert_str_eq(seen.reason[0], "");
-    ck_assert_int_eq(seen.status[1], 400);
-    ck_assert_str_eq(seen.reason[1], "mapper_parsing_exception: bad");
+    ck_assert_int_eq(run(&x, "200 OK", "", item_answers[_i].body, 2, ""), TP_ES_OK);
+    ck_assert_int_eq(x.seen.n, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(x.seen.status[i], item_answers[_i].status[i]);
+        ck_assert_str_eq(x.seen.reason[i], item_answers[_i].reason[i]);
+    }
 }
 END_TEST
 
@@ -276,41 +290,16 @@ START_TEST(secrets_are_scrubbed)
     static const char bulk[] =
         "{\"items\":[{\"create\":{\"status\":400,\"error\":{\"type\":\"x\",\"reason\":\""
         TOKEN "\"}}}]}";
-    items_seen seen;
-    canned c;
-    long status = 0;
-    char err[512];
+    exchange x;
 
-    memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(run("502 Bad Gateway", "", body, 0, &status, err, sizeof(err), &seen,
-                         "user:pw-Secret9@", &c), TP_ES_RETRY);
-    ck_assert_str_eq(err, "HTTP 502: echo [hidden] and [hidden] and [hidden] and [hidden]");
+    ck_assert_int_eq(run(&x, "502 Bad Gateway", "", body, 0, "user:pw-Secret9@"), TP_ES_RETRY);
+    ck_assert_str_eq(x.err, "HTTP 502: echo [hidden] and [hidden] and [hidden] and [hidden]");
     /* The request did carry the token (signed requests use no Basic
      * credentials: the Authorization header is SigV4's). */
-    ck_assert_ptr_nonnull(strstr(c.request, TOKEN));
+    ck_assert_ptr_nonnull(strstr(x.c.request, TOKEN));
 
-    ck_assert_int_eq(run("200 OK", "", bulk, 1, &status, err, sizeof(err), &seen, "", &c),
-                     TP_ES_OK);
-    ck_assert_str_eq(seen.reason[0], "x: [hidden]");
-}
-END_TEST
-
-START_TEST(bulk_full_answer_items)
-{
-    items_seen seen;
-    canned c;
-    long status = 0;
-    char err[512];
-
-    memset(&seen, 0, sizeof(seen));
-    ck_assert_int_eq(run("200 OK", "", BULK_FULL, 2, &status, err, sizeof(err), &seen, "", &c),
-                     TP_ES_OK);
-    ck_assert_int_eq(seen.n, 2);
-    ck_assert_int_eq(seen.status[0], 201);
-    ck_assert_str_eq(seen.reason[0], "");
-    ck_assert_int_eq(seen.status[1], 409);
-    ck_assert_str_eq(seen.reason[1], "version_conflict_engine_exception: [b]: version conflict, "
-                     "document already exists (current version [1])");
+    ck_assert_int_eq(run(&x, "200 OK", "", bulk, 1, ""), TP_ES_OK);
+    ck_assert_str_eq(x.seen.reason[0], "x: [hidden]");
 }
 END_TEST
 
@@ -347,24 +336,18 @@ START_TEST(api_key_and_basic_sent_and_scrubbed)
 {
     static const char echo_key[] = "{\"error\":\"echo ApiKey " API_KEY "\"}";
     static const char echo_basic[] = "{\"error\":\"echo " ES_PASSWORD " " ES_BASIC "\"}";
-    items_seen seen;
-    canned c;
-    long status = 0;
-    char err[512];
+    exchange x;
 
-    memset(&seen, 0, sizeof(seen));
     tweak_config = api_key_config;
-    ck_assert_int_eq(run("401 Unauthorized", "", echo_key, 0, &status, err, sizeof(err), &seen,
-                         "", &c), TP_ES_RETRY);
-    ck_assert_ptr_nonnull(strstr(c.request, "\r\nAuthorization: ApiKey " API_KEY "\r\n"));
-    ck_assert_ptr_null(strstr(c.request, "X-Amz-Date"));
-    ck_assert_str_eq(err, "HTTP 401: echo ApiKey [hidden]");
+    ck_assert_int_eq(run(&x, "401 Unauthorized", "", echo_key, 0, ""), TP_ES_RETRY);
+    ck_assert_ptr_nonnull(strstr(x.c.request, "\r\nAuthorization: ApiKey " API_KEY "\r\n"));
+    ck_assert_ptr_null(strstr(x.c.request, "X-Amz-Date"));
+    ck_assert_str_eq(x.err, "HTTP 401: echo ApiKey [hidden]");
 
     tweak_config = basic_config;
-    ck_assert_int_eq(run("401 Unauthorized", "", echo_basic, 0, &status, err, sizeof(err), &seen,
-                         "", &c), TP_ES_RETRY);
-    ck_assert_ptr_nonnull(strstr(c.request, "\r\nAuthorization: Basic " ES_BASIC "\r\n"));
-    ck_assert_str_eq(err, "HTTP 401: echo [hidden] [hidden]");
+    ck_assert_int_eq(run(&x, "401 Unauthorized", "", echo_basic, 0, ""), TP_ES_RETRY);
+    ck_assert_ptr_nonnull(strstr(x.c.request, "\r\nAuthorization: Basic " ES_BASIC "\r\n"));
+    ck_assert_str_eq(x.err, "HTTP 401: echo [hidden] [hidden]");
     tweak_config = NULL;
 }
 END_TEST
@@ -372,17 +355,13 @@ END_TEST
 /* TRACKPIXEL_ES_IDS=auto: POST /{index}/_doc, no id in the path. */
 START_TEST(ids_auto_path)
 {
-    items_seen seen;
-    canned c;
-    long status = 0;
-    char err[512];
+    exchange x;
 
-    memset(&seen, 0, sizeof(seen));
     tweak_config = ids_auto_config;
-    ck_assert_int_eq(run("201 Created", "", "{\"_id\":\"Xy1\",\"result\":\"created\"}", 0,
-                         &status, err, sizeof(err), &seen, "", &c), TP_ES_OK);
+    ck_assert_int_eq(run(&x, "201 Created", "", "{\"_id\":\"Xy1\",\"result\":\"created\"}", 0,
+                         ""), TP_ES_OK);
     tweak_config = NULL;
-    ck_assert_int_eq(strncmp(c.request, "POST /events/_doc HTTP/1.1\r\n", 28), 0);
+    ck_assert_int_eq(strncmp(x.c.request, "POST /events/_doc HTTP/1.1\r\n", 28), 0);
 }
 END_TEST
 
@@ -410,10 +389,10 @@ static Suite *es_suite(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, answer_is_classified, 0, (int)(sizeof(answers) / sizeof(answers[0])));
-    tcase_add_test(tc, bulk_items_in_order);
+    tcase_add_loop_test(tc, bulk_items_in_order, 0,
+                        (int)(sizeof(item_answers) / sizeof(item_answers[0])));
     tcase_add_test(tc, secrets_are_scrubbed);
     tcase_add_test(tc, classify_table);
-    tcase_add_test(tc, bulk_full_answer_items);
     tcase_add_test(tc, api_key_and_basic_sent_and_scrubbed);
     tcase_add_test(tc, ids_auto_path);
     suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@ stopped, answers errors, times out or closes connections; every case ends
 with exactly N documents for N pixels, no duplicates."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplib  # noqa: E402
+import fcgi_client  # noqa: E402
 from tplib import eq, cgi_fcgi, pixel_env, wait_for, PIXEL, AWS_KEYS  # noqa: E402
 from es_standin import Standin  # noqa: E402
 
@@ -276,6 +278,53 @@ def test_spool_full_drops_are_counted_and_logged():
             es.stop()
         eq(w.stop(), 0, "exit status")
         assert "%d dropped" % dropped in w.stderr(), w.stderr()
+
+
+def metric(client, name):
+    """The value of the counter name in the worker's {mount}/_metrics."""
+    status, _, body = client.request(pixel_env(PATH_INFO="/_metrics"))
+    eq(status, 200, "/_metrics")
+    found = re.findall(r"^%s (\d+)$" % re.escape(name), body.decode(), re.M)
+    eq(len(found), 1, "one %s line" % name)
+    return int(found[0])
+
+
+def test_no_journal_memory_queue_holds_1000_then_drops():
+    """Without a journal (TRACKPIXEL_SPOOL_DIR empty), 1000 documents wait in
+    memory while the cluster is down; the hits after them get their pixel and
+    are dropped, and counted.  When the cluster is back the 1000 arrive, once
+    each.  The limit holds also for what the delivery thread has taken out
+    to send: the first 100 hits are in its hands before the rest come."""
+    port = tplib.free_port()
+    env = env_for("http://127.0.0.1:%d" % port, TRACKPIXEL_SPOOL_DIR="")
+    failed = 'trackpixel_es_requests_total{code="none"}'
+    with tplib.Worker(env) as w, fcgi_client.FcgiClient(w.port) as fc:
+        ids = []
+
+        def pixels(start, end):
+            for i in range(start, end):
+                status, headers, body = fc.request(pixel_env(QUERY_STRING="i=%d" % i))
+                eq((status, body), (200, PIXEL), "pixel %d" % i)
+                ids.append(headers["X-Request-Id"])
+        pixels(0, 100)
+        # The loop's own post of the first hit failed; the thread's first
+        # try takes the 100 waiting.
+        wait_for(lambda: metric(fc, failed) >= 2, timeout=10,
+                 what="the delivery thread's first try")
+        pixels(100, 1005)
+        eq(os.path.exists(w.spool), False, "no spool directory")
+        eq(metric(fc, "trackpixel_dropped_total"), 5, "dropped while the cluster is down")
+        eq(metric(fc, "trackpixel_documents_delivered_total"), 0, "delivered while down")
+        es = standin(port)
+        try:
+            exactly(es, ids[:1000], timeout=60, what="documents that waited in memory")
+            eq(metric(fc, "trackpixel_documents_delivered_total"), 1000, "delivered")
+            eq(metric(fc, "trackpixel_dropped_total"), 5, "dropped")
+        finally:
+            es.stop()
+        eq(w.stop(), 0, "exit status")
+    assert "stopping: 1005 hits, 1000 delivered, 0 dead letters, 5 dropped" in w.stderr(), \
+        w.stderr()[-1500:]
 
 
 if __name__ == "__main__":

@@ -118,24 +118,37 @@ def test_413_single_document_larger_than_the_proxy_limit_is_a_dead_letter():
         eq(w.stop(), 0, "exit status")
 
 
+def create_answered_by_proxy(location, n, status, log_word, log_detail, what):
+    """A worker (posting each hit itself) through nginx configured with
+    location takes n hits; nginx answers the first _create with status and
+    the log has a line with log_word and log_detail; nothing is a dead
+    letter.  Once nginx proxies to the cluster, every hit arrives once.
+    Returns the worker's log after a clean stop."""
+    with fl.everything() as stack:
+        es = stack.enter_context(Standin())
+        nginx = stack.enter_context(fl.Nginx()).start(location)
+        w = start_worker(stack, env_for(nginx.url, TRACKPIXEL_SLOW_MS="60000"))
+        ids = hits(w, n)
+        wait_for(lambda: seen(nginx, "POST", "/_create/" + ids[0], status), timeout=10,
+                 what="the _create answered %d" % status)
+        wait_for(lambda: [l for l in lines_with(w.stderr(), log_word)
+                          if log_detail in l], timeout=10,
+                 what="a log line with %r and %r: %r" % (log_word, log_detail,
+                                                         w.stderr()[-800:]))
+        eq(fl.deadletters(w.spool), b"", "dead letters")
+        nginx.restart(fl.proxy_to(es.port))
+        exactly(es, ids, timeout=40, what=what)
+        eq(fl.deadletters(w.spool), b"", "dead letters")
+        eq(w.stop(), 0, "exit status")
+        return w.stderr()
+
+
 # ---------------------------------------------------------------- 6: 3xx
 
 def test_redirect_on_create_keeps_the_hit():
-    with fl.everything() as stack:
-        es = stack.enter_context(Standin())
-        nginx = stack.enter_context(fl.Nginx()).start(REDIRECT_ALL)
-        w = start_worker(stack, env_for(nginx.url, TRACKPIXEL_SLOW_MS="60000"))
-        ids = hits(w, 1)
-        wait_for(lambda: seen(nginx, "POST", "/_create/" + ids[0], 301), timeout=10,
-                 what="the redirected _create")
-        wait_for(lambda: [l for l in lines_with(w.stderr(), "redirect")
-                          if "elsewhere.invalid" in l], timeout=10,
-                 what="a log line naming the redirect's Location: %r" % w.stderr()[-800:])
-        eq(fl.deadletters(w.spool), b"", "dead letters")
-        nginx.restart(fl.proxy_to(es.port))
-        exactly(es, ids, timeout=40, what="the redirected hit")
-        eq(fl.deadletters(w.spool), b"", "dead letters")
-        eq(w.stop(), 0, "exit status")
+    """The log names the redirect's Location."""
+    create_answered_by_proxy(REDIRECT_ALL, 1, 301, "redirect", "elsewhere.invalid",
+                             "the redirected hit")
 
 
 def test_redirect_on_bulk_keeps_the_backlog():
@@ -204,20 +217,10 @@ def test_bulk_200_errors_with_an_item_that_is_not_an_object():
 
 
 def test_create_200_with_a_web_page_is_not_delivered():
-    with fl.everything() as stack:
-        es = stack.enter_context(Standin())
-        nginx = stack.enter_context(fl.Nginx()).start(PORTAL_PAGE)
-        w = start_worker(stack, env_for(nginx.url, TRACKPIXEL_SLOW_MS="60000"))
-        ids = hits(w, 3)
-        wait_for(lambda: seen(nginx, "POST", "/_create/" + ids[0], 200), timeout=10,
-                 what="the _create answered with a page")
-        wait_for(lambda: [l for l in lines_with(w.stderr(), "not a create answer")
-                          if "<html>" in l], timeout=10,
-                 what="a log line with what came back: %r" % w.stderr()[-800:])
-        nginx.restart(fl.proxy_to(es.port))
-        exactly(es, ids, timeout=40, what="the hits answered with a page")
-        eq(w.stop(), 0, "exit status")
-        eq(fl.stopping_counts(w.stderr())[:4], (3, 3, 0, 0), "hits, delivered, dead, dropped")
+    """The log shows what came back."""
+    log = create_answered_by_proxy(PORTAL_PAGE, 3, 200, "not a create answer", "<html>",
+                                   "the hits answered with a page")
+    eq(fl.stopping_counts(log)[:4], (3, 3, 0, 0), "hits, delivered, dead, dropped")
 
 
 # ------------------------------------------- 9: secrets in an error page

@@ -491,12 +491,7 @@ def test_apache_raw_bytes(c):
         run_table(APACHE_QUERY_ROWS, one_query)
         run_table(APACHE_HEADER_ROWS, one_header)
     finally:
-        try:
-            if srv.started:
-                srv.stop()
-        finally:
-            srv.kill_leftovers()
-            srv.cleanup()
+        webserver.stop_server(srv)
 
 
 if __name__ == "__main__":

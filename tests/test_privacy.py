@@ -460,12 +460,7 @@ def test_under_lighttpd_shipped_configuration():
                 no_raw(text, path, ["198.51.100.77", "203.0.113.77", "a@b.example"])
         conn.close()
     finally:
-        try:
-            if srv.started:
-                srv.stop()
-        finally:
-            srv.kill_leftovers()
-            srv.cleanup()
+        webserver.stop_server(srv)
 
 
 if __name__ == "__main__":

@@ -1161,15 +1161,25 @@ def main(argv):
 # For test_webservers.py: its context c has .srv (a started Apache or
 # Lighttpd) and .es (the stand-in).
 
+def stop_server(srv):
+    """Stop srv if it runs, kill whatever of it is left, remove its
+    folder (when it made one)."""
+    try:
+        if srv.started:
+            srv.stop()
+    finally:
+        try:
+            srv.kill_leftovers()
+        finally:
+            srv.cleanup()
+
+
 def teardown(c):
     """Stop the server and the stand-in; nothing of ours survives."""
     try:
-        if c.srv.started:
-            c.srv.stop()
+        stop_server(c.srv)
     finally:
-        c.srv.kill_leftovers()
         c.es.stop()
-        c.srv.cleanup()
 
 
 def recorded(c, headers):
