@@ -26,7 +26,6 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 16000        /* + a 5 s request: back within 30 s */
 #define BULK_MAX_ENTRIES 1000
-#define BULK_CEILING (64L * 1024 * 1024)
 /* Elasticsearch's response filtering: each item's answer is then
  * {"create":{"status":201}} (and "error" when it failed) instead of ~250
  * bytes of _index, _id, _version, _shards...: a tenth to read and parse. */
@@ -378,12 +377,13 @@ static void memq_free(memq *q)
     q->n = 0;
 }
 
-/* Lock held.  Adds e to q; -1 when q is full. */
+/* Lock held.  Adds e to q; -1 when the memory is full: the limits hold
+ * for what waits (d->q) and what the thread is sending (d->sending)
+ * together. */
 static int memq_push(tp_deliver *d, memq *q, const tp_entry *e)
 {
-    size_t before = q->body.len;
-
-    if (q->n == MEMQ_MAX_ENTRIES || (long)before > MEMQ_MAX_BYTES)
+    if (d->q.n + d->sending.n >= MEMQ_MAX_ENTRIES ||
+        (long)(d->q.body.len + d->sending.body.len) > MEMQ_MAX_BYTES)
         return -1;
     if (tp_spool_bulk_pair(&q->body, e->index, d->cfg->es_type,
                            d->cfg->ids_auto ? NULL : e->id, e->doc, e->len) < 0) {
@@ -746,7 +746,7 @@ tp_deliver *tp_deliver_start(const tp_config *cfg, tp_stats *stats, char *err, s
     d->full_log.interval = d->journal_log.interval = d->loop_log.interval = LOG_INTERVAL_S;
     d->drop_log.interval = d->thread_log.interval = LOG_INTERVAL_S;
     d->rng = (unsigned int)getpid() ^ (unsigned int)time(NULL);
-    d->bulk_limit = (size_t)(limit > BULK_CEILING ? BULK_CEILING : limit);
+    d->bulk_limit = (size_t)limit;   /* at most 64 MiB (tp_config) */
     if (tp_spool_destination(cfg->es_url, cfg->es_index, cfg->es_type, d->dest,
                              sizeof(d->dest)) < 0) {
         snprintf(err, errlen, "TRACKPIXEL_ES_URL and TRACKPIXEL_ES_INDEX: too long together");
@@ -804,7 +804,6 @@ static void counters_get(tp_deliver *d, tp_deliver_counters *out)
     out->journal_errors = atomic_load(&d->st->v[TP_ST_JOURNAL_ERRORS]);
     out->damaged = atomic_load(&d->st->v[TP_ST_DAMAGED]);
 }
-
 
 void tp_deliver_stop(tp_deliver *d, tp_deliver_counters *final)
 {

@@ -108,7 +108,6 @@ void tp_es_trim(tp_es *es);
 /* The last answer's body, NUL-terminated, owned by es. */
 const char *tp_es_answer(const tp_es *es, size_t *len);
 
-
 /*
  * Send a _bulk body of n actions (POST /_bulk?query; query NULL for none).
  * TP_ES_OK only when the answer is 200 with an "items" array of exactly n
