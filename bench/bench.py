@@ -87,7 +87,7 @@ def parse_args(argv):
                                    "that never answers; 10: nginx + rsyslog, the peer)")
     ap.add_argument("--repeats", type=int,
                     help="rows 3 and 4 again this many times each, alternating, for the "
-                         "median of 4/3 (2; quick 0)")
+                         "medians of 4/3 and of the CPU per hit (4; quick 0)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the callgrind profile")
     ap.add_argument("--no-memory", dest="memory", action="store_false",
@@ -109,7 +109,7 @@ def defaults(opts):
     opts.warmup = opts.warmup if opts.warmup is not None else (1 if opts.quick else 2)
     opts.cg_warm, opts.cg_hits = (20, 200) if opts.quick else (100, 2000)
     if opts.repeats is None:
-        opts.repeats = 0 if opts.quick else 2
+        opts.repeats = 0 if opts.quick else 4
     opts.rss_points = [1000, 10000] if opts.quick else [1000, 10000, 100000]
     opts.outage_hits = 0 if opts.quick else 5000
     if opts.rows is None:

@@ -273,13 +273,29 @@ def metric_rps_share(ctx, t):
         "within": 100 * (1 - t.threshold), "floor": t.threshold * r[ref]["rps"]}
 
 
+def cpu_pairs(results, a, b):
+    """[(a's, b's) CPU of the FastCGI processes per request, us] of each pair
+    of runs: the rows' own, then the repeats; [] when a row is missing."""
+    g = "FastCGI processes"
+    if a not in results or b not in results:
+        return []
+    ra, rb = results[a], results[b]
+    if g not in ra.get("cpu", {}) or g not in rb.get("cpu", {}) or \
+            not ra["requests"] or not rb["requests"]:
+        return []
+    return [(per_request_us(ra, g), per_request_us(rb, g))] + list(
+        zip(ra.get("repeats_fcgi_us", []), rb.get("repeats_fcgi_us", [])))
+
+
 def metric_cpu_over(ctx, t):
-    (n, ref), r, g = t.rows, ctx.results, "FastCGI processes"
-    if n not in r or ref not in r or g not in r[n].get("cpu", {}) or \
-            g not in r[ref].get("cpu", {}) or not r[n]["requests"] or not r[ref]["requests"]:
+    pairs = cpu_pairs(ctx.results, *t.rows)
+    if not pairs:
         return None
-    mine, bare = per_request_us(r[n], g), per_request_us(r[ref], g)
-    return mine - bare, "%.0f us (%+.0f us)" % (mine, mine - bare), {"ref": "%.0f us" % bare}
+    over = median([x - y for x, y in pairs])
+    mine, bare = median([x for x, _ in pairs]), median([y for _, y in pairs])
+    return over, "%.0f us (%+.0f us; median of %d pairs, %+.0f to %+.0f)" % (
+        mine, over, len(pairs), min(x - y for x, y in pairs),
+        max(x - y for x, y in pairs)), {"ref": "%.0f us" % bare}
 
 
 def metric_rss_max(ctx, t):

@@ -811,7 +811,9 @@ def ratio_repeats(run, results, a=3, b=4):
     """Rows a and b again, opts.repeats more times each, alternating, both
     servers up at once (the idle one costs nothing): on a shared machine a
     single ratio moves with whatever else runs, the median of several much
-    less.  Appends to results[a]["repeats"] and results[b]["repeats"]."""
+    less.  Appends to results[a]["repeats"] and results[b]["repeats"] (requests
+    per second), and to their "repeats_fcgi_us" (CPU of the FastCGI processes
+    per request, us)."""
     log("rows %d and %d again, %d times each, alternating" % (a, b, run.opts.repeats))
     es = EsFast(run.stopper, run.work).start()
     stops = []
@@ -828,8 +830,12 @@ def ratio_repeats(run, results, a=3, b=4):
             servers.append((n, srv, srv.url(row.path + "?" + QUERY)))
         for i in range(run.opts.repeats):
             for n, srv, url in servers:
-                r = run.wrk.measure(url, "%d-again-%d" % (n, i + 1))
+                g = "FastCGI processes"
+                r = run.wrk.measure(url, "%d-again-%d" % (n, i + 1),
+                                    cpu=CpuMeter({g: server_groups(srv)[g]}))
                 results[n].setdefault("repeats", []).append(r["rps"])
+                results[n].setdefault("repeats_fcgi_us", []).append(
+                    sum(r["cpu"][g]) / r["requests"] * 1e6 if r["requests"] else 0.0)
     finally:
         for stop in reversed(stops):
             run.stopper.run(stop)
