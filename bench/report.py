@@ -904,7 +904,7 @@ def section_reproduce(add, ctx):
     add("")
     add("    apt-get install -y nginx lighttpd apache2 libapache2-mod-fcgid wrk valgrind \\")
     add("        rsyslog rsyslog-elasticsearch")
-    add("    ./configure && make && make bench                # this file, about 4 minutes")
+    add("    ./configure && make && make bench                # this file, about 5 minutes")
     add("    make bench BENCH_QUICK=1                         # short run (CI), bench/quick.md")
     add("")
     add("`bench/bench.py --help` lists the options (duration, connections, rows). Run on an "
