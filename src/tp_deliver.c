@@ -73,7 +73,8 @@ struct tp_deliver {
     struct timespec retry_at;      /* the cluster is known down until then */
     long backoff_ms;
     long last_answer_ms;           /* how long the last answer took        */
-    struct timespec pending_since; /* the journal last stopped being empty,
+    struct timespec pending_since; /* what waits (journal, memory) last
+                                      stopped being empty,
                                       or the thread's last send            */
     int lingering;                 /* the thread lets a batch gather       */
     long long spool_others;        /* spool bytes besides our journal      */
@@ -173,6 +174,12 @@ static int known_down(const tp_deliver *d)
 static off_t pending_bytes(const tp_deliver *d)
 {
     return d->journal ? tp_journal_size(d->journal) - tp_journal_done(d->journal) : 0;
+}
+
+/* Bytes waiting for the thread: in our journal and in memory.  Lock held. */
+static size_t waiting_bytes(const tp_deliver *d)
+{
+    return (size_t)pending_bytes(d) + d->q.body.len + d->sending.body.len;
 }
 
 /* ------------------------------------------------------ dead letters */
@@ -595,9 +602,9 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
         return;
     }
 
-    if (pending && !known_down(d)) {
+    if ((pending || queued) && !known_down(d)) {
         struct timespec ripe = tp_ts_add_ms(d->pending_since, LINGER_MS);
-        if (pending_bytes(d) < LINGER_BYTES && tp_ts_before(now, ripe)) {
+        if (waiting_bytes(d) < LINGER_BYTES && tp_ts_before(now, ripe)) {
             d->lingering = 1;
             pthread_cond_timedwait(&d->wake, &d->lock, &ripe);
             d->lingering = 0;
@@ -616,7 +623,8 @@ static void thread_step(tp_deliver *d, tp_es *es, struct timespec *next_scan)
         return;
     }
     if (queued && !known_down(d)) {
-        deliver_memq(d, es);
+        if (deliver_memq(d, es) > 0)
+            d->pending_since = tp_mono_now();   /* as for the journal */
         return;
     }
     if (!tp_ts_before(now, *next_scan)) {
@@ -917,13 +925,15 @@ static void hand_over(tp_deliver *d, const tp_entry *e, const char *why)
 {
     int down = known_down(d);
 
+    if (!e->journaled && waiting_bytes(d) == 0)
+        d->pending_since = tp_mono_now();
     if (!e->journaled && memq_push(d, &d->q, e) < 0) {
         unsigned long n = atomic_fetch_add(&d->st->v[TP_ST_DROPPED], 1) + 1;
         tp_log_limited(&d->drop_log, time(NULL), "%lu hits dropped so far without a journal "
                        "(the queue in memory is full): %s", n, why);
         return;
     }
-    if (!down && !d->busy && (!d->lingering || pending_bytes(d) >= LINGER_BYTES))
+    if (!down && !d->busy && (!d->lingering || waiting_bytes(d) >= LINGER_BYTES))
         pthread_cond_signal(&d->wake);
 }
 
