@@ -31,6 +31,23 @@ static char *const tight_env[] = {
 static char *const default_env[] = { "TRACKPIXEL_STAGE=test", "TRACKPIXEL_API_ID=api1", NULL };
 
 /* The parts of a document that the tables vary. */
+/* The input of a hit with the request-id ID at 2025-11-26 19:40:00.123 UTC. */
+static tp_doc_input hit_at_the_usual_time(const char *const *env, const char *body,
+                                          size_t body_len, int body_complete)
+{
+    tp_doc_input in;
+
+    memset(&in, 0, sizeof(in));
+    in.envp = (char *const *)env;
+    in.body = body;
+    in.body_len = body_len;
+    in.body_complete = body_complete;
+    in.request_id = ID;
+    in.now.tv_sec = 1764186000;
+    in.now.tv_nsec = 123456789;
+    return in;
+}
+
 typedef struct doc_parts {
     const char *body_json, *params, *stage_vars, *api_id, *method, *stage;
     const char *ip, *user, *ua, *path;
@@ -257,18 +274,12 @@ START_TEST(document_table)
     tp_doc *doc;
     char err[256], expected[8192];
     const char *got;
-    size_t len;
+    size_t len, blen;
     int tight = r->tight;
 
     ck_assert_int_eq(tp_config_load(&cfg, tight ? tight_env : default_env, err, sizeof(err)), 0);
-    memset(&in, 0, sizeof(in));
-    in.envp = (char *const *)r->env;
-    in.body = r->body;
-    in.body_len = r->body ? strlen(r->body) : 0;
-    in.body_complete = !r->body || in.body_len <= (size_t)cfg.max_body;
-    in.request_id = ID;
-    in.now.tv_sec = 1764186000;
-    in.now.tv_nsec = 123456789;
+    blen = r->body ? strlen(r->body) : 0;
+    in = hit_at_the_usual_time(r->env, r->body, blen, !r->body || blen <= (size_t)cfg.max_body);
 
     doc = tp_doc_build(&cfg, &in, err, sizeof(err));
     ck_assert_ptr_nonnull(doc);
@@ -565,14 +576,7 @@ START_TEST(reused_document)
 
     ck_assert_int_eq(tp_config_load(&tight, tight_env, err, sizeof(err)), 0);
     ck_assert_int_eq(tp_config_load(&plain, default_env, err, sizeof(err)), 0);
-    memset(&in, 0, sizeof(in));
-    in.envp = (char *const *)big_cgi;
-    in.body = body;
-    in.body_len = strlen(body);
-    in.body_complete = 0;
-    in.request_id = ID;
-    in.now.tv_sec = 1764186000;
-    in.now.tv_nsec = 123456789;
+    in = hit_at_the_usual_time(big_cgi, body, strlen(body), 0);
     big = tp_doc_build(&tight, &in, err, sizeof(err));
     ck_assert_ptr_nonnull(big);
     got = tp_doc_serialize(&tight, big, &len);
@@ -708,14 +712,7 @@ START_TEST(privacy_table)
         cfg_env[n] = strstr(r->cfg[n], "=KEYFILE") ? keyvar : (char *)r->cfg[n];
     cfg_env[n] = NULL;
     ck_assert_msg(tp_config_load(&cfg, cfg_env, err, sizeof(err)) == 0, "%s", err);
-    memset(&in, 0, sizeof(in));
-    in.envp = (char *const *)r->env;
-    in.body = r->body;
-    in.body_len = r->body ? strlen(r->body) : 0;
-    in.body_complete = 1;
-    in.request_id = ID;
-    in.now.tv_sec = 1764186000;
-    in.now.tv_nsec = 123456789;
+    in = hit_at_the_usual_time(r->env, r->body, r->body ? strlen(r->body) : 0, 1);
     doc = tp_doc_build(&cfg, &in, err, sizeof(err));
     ck_assert_ptr_nonnull(doc);
     got = tp_doc_serialize(&cfg, doc, &len);

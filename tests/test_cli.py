@@ -2,7 +2,6 @@
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -11,14 +10,10 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplib  # noqa: E402
 from tplib import eq, AWS_KEYS  # noqa: E402
-from es_standin import Standin  # noqa: E402
 
 
 def run(args, env):
-    env = dict(env, PATH="/usr/bin:/bin")
-    p = subprocess.run([tplib.TRACKPIXEL] + args, env=env, capture_output=True,
-                       timeout=30, stdin=subprocess.DEVNULL)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
+    return tplib.run_trackpixel(args, env, timeout=30)
 
 
 def setup():

@@ -7,7 +7,6 @@ midnight; --replay of the dead letters once the template is there."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +21,7 @@ NAMES = 1200
 
 
 def run(args, env):
-    env = dict(env, PATH="/usr/bin:/bin")
-    p = subprocess.run([tplib.TRACKPIXEL] + args, env=env, capture_output=True,
-                       timeout=60, stdin=subprocess.DEVNULL)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
+    return tplib.run_trackpixel(args, env, timeout=60)
 
 
 def traffic():

@@ -175,6 +175,14 @@ PIXEL = bytes.fromhex(
 assert len(PIXEL) == 60
 
 
+def run_trackpixel(args, env, timeout=30):
+    """trackpixel ARGS (a command: --check, --setup, --replay, ...) with env
+    and a plain PATH, no input: (exit status, stdout, stderr)."""
+    p = subprocess.run([TRACKPIXEL] + args, env=dict(env, PATH="/usr/bin:/bin"),
+                       capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
