@@ -207,6 +207,51 @@ def test_sigterm_in_the_middle_of_a_load():
             eq(w2.stop(), 0, "exit status")
 
 
+def test_sigterm_under_continuous_load():
+    """A stop while requests never stop coming: the loop accepts a waiting
+    request without a wait first, with the stop signals blocked, and still
+    lets them in at least every 50 ms.  Each request's body takes 50 ms, so
+    with six clients the listening socket always has one waiting.  The
+    worker answers what is queued for at most 2 s, closes its socket and
+    exits 0 while the clients are still sending; every pixel has its
+    document, once."""
+    with standin() as es:
+        w = tplib.Worker(env_for(es.url)).start()
+        ids, lock = [], threading.Lock()
+        give_up = time.monotonic() + 60
+        env = pixel_env(REQUEST_METHOD="POST", CONTENT_TYPE="application/json",
+                        CONTENT_LENGTH="2")
+
+        def load():
+            while time.monotonic() < give_up:
+                try:
+                    status, headers, body, _ = fcgi_client.slow_body_request(
+                        w.port, env, [(0.05, b"{}")], timeout=10)
+                except OSError:
+                    return                      # refused or reset: the worker is gone
+                if body == PIXEL:
+                    with lock:
+                        ids.append(headers["X-Request-Id"])
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(lambda: len(ids) >= 30, what="30 hits")
+            w.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = w.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                rc = "still running under load 20 s after SIGTERM"
+            eq(rc, 0, "exit status after SIGTERM under load")
+        finally:
+            give_up = 0
+            for t in threads:
+                t.join()
+            w.stop(signal.SIGKILL)
+        docs = exactly(es, ids)
+        eq(sorted(d["source"]["body-json"] == {} for d in docs), [True] * len(ids), "body-json")
+
+
 def test_rejected_document_goes_to_dead_letters_and_replays():
     with standin() as es, tplib.Worker(env_for(es.url)) as w:
         es.mode(status=400, count=1)
