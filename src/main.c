@@ -278,6 +278,13 @@ static void take_pending_stop(const sigset_t *stops)
         on_stop(sig);
 }
 
+/* accept_one()'s answer when no request was taken: another process took
+ * it, or there was none (the listening socket is non-blocking). */
+static int none_taken(int rc)
+{
+    return rc == -EINTR || rc == -EAGAIN || rc == -EWOULDBLOCK;
+}
+
 static int serve_fastcgi(tp_app *app)
 {
     sigset_t stops, open_mask;
@@ -310,12 +317,12 @@ static int serve_fastcgi(tp_app *app)
                 break;
         }
         if (nonblocking && c.req.ipcFd < 0) {
-            rc = FCGX_Accept_r(&c.req);
+            rc = accept_one(&c, nonblocking, &open_mask, &stops);
             if (rc == 0) {
                 serve_one(app, &c, &io);
                 continue;
             }
-            if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)
+            if (!none_taken(rc))
                 break;
         }
         if (ppoll(&p, 1, NULL, &open_mask) < 0) {
@@ -326,8 +333,8 @@ static int serve_fastcgi(tp_app *app)
         if (stopping)
             break;
         rc = accept_one(&c, nonblocking, &open_mask, &stops);
-        if (rc == -EINTR || rc == -EAGAIN || rc == -EWOULDBLOCK)
-            continue;             /* another process took it */
+        if (none_taken(rc))
+            continue;
         if (rc < 0)
             break;
         serve_one(app, &c, &io);

@@ -1001,24 +1001,12 @@ static void pairs_clear(pairs *ps)
 static tp_doc *doc_new(void)
 {
     tp_doc *d = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
-    tp_buf arena, out;
-    pairs path, query, header, stage;
 
     if (!d)
         return calloc(1, sizeof(*d));
-    arena = d->arena;
-    out = d->out;
-    path = d->path;
-    query = d->query;
-    header = d->header;
-    stage = d->stage;
-    memset(d, 0, sizeof(*d));
-    d->arena = arena;
-    d->out = out;
-    d->path = path;
-    d->query = query;
-    d->header = header;
-    d->stage = stage;
+    /* Every other member zero, as calloc leaves it. */
+    *d = (tp_doc){ .arena = d->arena, .out = d->out, .path = d->path, .query = d->query,
+                   .header = d->header, .stage = d->stage };
     tp_buf_reset(&d->arena);
     tp_buf_reset(&d->out);
     pairs_clear(&d->path);
